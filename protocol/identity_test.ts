@@ -72,3 +72,8 @@ Deno.test("verifyBytes() accepts the signer's signature and refuses others", asy
   sig[0] ^= 1;
   assert.equal(await verifyBytes(a.nodeId, sig, msg), false);
 });
+
+Deno.test("nodeIdFromPublicKey() matches the example in docs/protocol/identity.md", () => {
+  const key = Uint8Array.from({ length: 32 }, (_, i) => i);
+  assert.equal(nodeIdFromPublicKey(key), "12D3KooW9pP4Seg3kZYhySpuVjn1RPdQBsUFZKiFxGMGQN5MeL6A");
+});

@@ -12,3 +12,4 @@ export * from "./identity.ts";
 export * from "./logger.ts";
 export * from "./schema.ts";
 export * from "./uuid.ts";
+export * from "./http.ts";

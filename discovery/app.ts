@@ -1,0 +1,153 @@
+/**
+ * The discovery HTTP API as a Hono sub-app (`docs/protocol/discovery.md`): record submission,
+ * the RSS feed, per-VPN JSON, and the replication log.
+ *
+ * Errors are thrown as {@linkcode TrueCloudError}s and turned into JSON by the root app's
+ * `onError` (the gateway's, or the standalone replica's).
+ *
+ * @module
+ */
+
+import { Hono } from "hono";
+import { bodyLimit } from "hono/body-limit";
+import { isUuid, TooLargeError, TrueCloudError, ValidationError } from "../protocol/mod.ts";
+import { DEFAULT_FEED_COUNT, FeedRenderer, MAX_FEED_COUNT, rfc3339 } from "./feed.ts";
+import { MAX_RECORD_BYTES } from "./record.ts";
+import type { RecordStore, StoredRecord } from "./store.ts";
+
+/** Dependencies of {@linkcode createDiscoveryApp}. */
+export interface DiscoveryAppDeps {
+  /** The replica's store. */
+  store: RecordStore;
+  /** The feed renderer (its base URL is the public one). */
+  feed: FeedRenderer;
+  /** Called after a submission is stored, to push it to peers. */
+  onStored?: (r: StoredRecord) => void;
+}
+
+function intParam(
+  value: string | undefined,
+  name: string,
+  min: number,
+  max: number,
+  dflt: number,
+): number {
+  if (value === undefined) return dflt;
+  if (!/^\d{1,16}$/.test(value)) {
+    throw new ValidationError(
+      `Query parameter ${name} must be a whole number from ${min} to ${max}`,
+      {
+        path: name,
+      },
+    );
+  }
+  const n = Number(value);
+  if (n < min || n > max) {
+    throw new ValidationError(`Query parameter ${name} must be from ${min} to ${max}, got ${n}`, {
+      path: name,
+    });
+  }
+  return n;
+}
+
+function recordJson(r: StoredRecord) {
+  if (r.data.state !== "soliciting") throw new TypeError("Only soliciting records are shown");
+  return {
+    guardian: r.guardian,
+    state: r.data.state,
+    ips: r.data.ips,
+    guestPort: r.data.guestPort,
+    guestKey: r.data.guestKey,
+    issuedAt: rfc3339(r.issuedAt),
+    expiresAt: rfc3339(r.expiresAt),
+    jws: r.jws,
+  };
+}
+
+/**
+ * Builds the discovery sub-app, to be mounted at `/discovery`.
+ *
+ * @param deps The store, the feed renderer and the push hook.
+ * @returns The Hono app.
+ *
+ * @example
+ * ```ts
+ * import { Hono } from "hono";
+ * import { createDiscoveryApp, FeedRenderer, RecordStore } from "./mod.ts";
+ * const store = await RecordStore.open(":memory:");
+ * const feed = new FeedRenderer({ baseUrl: "https://127.0.0.1:8443/discovery" });
+ * const app = new Hono().route("/discovery", createDiscoveryApp({ store, feed }));
+ * const res = await app.request("/discovery/feed.rss");
+ * console.log(res.status); // 200
+ * store.close();
+ * ```
+ */
+export function createDiscoveryApp(deps: DiscoveryAppDeps): Hono {
+  const { store, feed } = deps;
+  const app = new Hono();
+
+  app.post(
+    "/records",
+    bodyLimit({
+      maxSize: MAX_RECORD_BYTES,
+      onError: () => {
+        throw new TooLargeError(`Record is over the limit of ${MAX_RECORD_BYTES} bytes`);
+      },
+    }),
+    async (c) => {
+      const type = (c.req.header("content-type") ?? "").split(";")[0].trim().toLowerCase();
+      if (type !== "application/jose") {
+        throw new TrueCloudError(
+          "Submit a record as a compact JWS with Content-Type application/jose",
+          {
+            code: "unsupported_media_type",
+            status: 415,
+          },
+        );
+      }
+      const jws = (await c.req.text()).trim();
+      const { status, record } = await store.offer(jws, "client");
+      if (status === "stored") deps.onStored?.(record);
+      return c.json({
+        status,
+        vpn: record.data.vpn,
+        guardian: record.guardian,
+        state: record.data.state,
+        issuedAt: rfc3339(record.issuedAt),
+        expiresAt: rfc3339(record.expiresAt),
+      }, status === "stored" ? 201 : 200);
+    },
+  );
+
+  app.get("/feed.rss", (c) => {
+    const count = intParam(c.req.query("count"), "count", 1, MAX_FEED_COUNT, DEFAULT_FEED_COUNT);
+    const body = feed.render(store.visible(), count);
+    return c.body(body, 200, {
+      "content-type": "application/rss+xml; charset=utf-8",
+      "cache-control": "private, max-age=60",
+    });
+  });
+
+  app.get("/vpns/:uuid", (c) => {
+    const vpn = c.req.param("uuid");
+    if (!isUuid(vpn)) {
+      throw new ValidationError("VPN id must be a lowercase UUID", { path: "uuid" });
+    }
+    const records = store.visibleForVpn(vpn);
+    if (records.length === 0) {
+      throw new TrueCloudError(`No soliciting VPN ${vpn}`, { code: "not_found", status: 404 });
+    }
+    return c.json({ vpn, records: records.map(recordJson) }, 200, {
+      "cache-control": "public, max-age=60",
+    });
+  });
+
+  app.get("/replication/log", async (c) => {
+    const after = intParam(c.req.query("after"), "after", 0, Number.MAX_SAFE_INTEGER, 0);
+    const limit = intParam(c.req.query("limit"), "limit", 1, 1000, 500);
+    const page = await store.logAfter(after, limit);
+    return c.json({ replica: store.replicaId, ...page }, 200, { "cache-control": "no-store" });
+  });
+
+  return app;
+}

@@ -1,0 +1,190 @@
+/**
+ * The public gateway as a Hono app: it composes the sub-apps of the other parts (discovery now;
+ * installers and the CDN later) behind security headers, a request size limit, a per-client rate
+ * limit, metrics and structured access logs, and answers `/healthz` and `/metrics`.
+ *
+ * @module
+ */
+
+import { Hono } from "hono";
+import type { Context } from "hono";
+import { bodyLimit } from "hono/body-limit";
+import { secureHeaders } from "hono/secure-headers";
+import { routePath } from "hono/route";
+import ipaddr from "ipaddr.js";
+import {
+  discardLogger,
+  type Logger,
+  toHttpError,
+  TooLargeError,
+  TrueCloudError,
+} from "../protocol/mod.ts";
+import { GatewayMetrics } from "./metrics.ts";
+import { RateLimiter, type RateLimitOptions } from "./rate_limit.ts";
+
+/** Dependencies and settings of {@linkcode createGatewayApp}. */
+export interface GatewayAppDeps {
+  /** The discovery sub-app, mounted at `/discovery`. */
+  discovery?: Hono;
+  /** Metrics (a fresh registry if not given). */
+  metrics?: GatewayMetrics;
+  /** Logger for access and error logs. */
+  log?: Logger;
+  /** Per-client rate limit; `false` turns it off. */
+  rateLimit?: RateLimitOptions | false;
+  /** Client networks exempt from the rate limit, in CIDR form (default: loopback). */
+  rateLimitExempt?: readonly string[];
+  /** Largest request body in bytes (default 64 KiB). */
+  maxBodyBytes?: number;
+  /** Extra checks for `/healthz`; each returns `true` when healthy. */
+  health?: Record<string, () => boolean>;
+}
+
+/**
+ * The address of the client that sent a request, from the server adapter's connection info:
+ * `Deno.serve` passes `{ remoteAddr }`, the `node:http` adapter passes `{ incoming }`.
+ *
+ * @param c The request context.
+ * @returns The address, or `unknown`.
+ */
+export function clientAddress(c: Context): string {
+  const env = c.env as
+    | { remoteAddr?: { hostname?: string }; incoming?: { socket?: { remoteAddress?: string } } }
+    | undefined;
+  const addr = env?.remoteAddr?.hostname ?? env?.incoming?.socket?.remoteAddress;
+  return addr ?? "unknown";
+}
+
+function parseCidrs(cidrs: readonly string[]): [ipaddr.IPv4 | ipaddr.IPv6, number][] {
+  return cidrs.map((c) => ipaddr.parseCIDR(c));
+}
+
+function inAny(addr: string, nets: [ipaddr.IPv4 | ipaddr.IPv6, number][]): boolean {
+  if (!ipaddr.isValid(addr)) return false;
+  let a = ipaddr.parse(addr);
+  if (a.kind() === "ipv6" && (a as ipaddr.IPv6).isIPv4MappedAddress()) {
+    a = (a as ipaddr.IPv6).toIPv4Address();
+  }
+  return nets.some(([net, bits]) => net.kind() === a.kind() && a.match(net, bits));
+}
+
+/**
+ * Builds the gateway's root app.
+ *
+ * @param deps Sub-apps, metrics, logger and limits.
+ * @returns The Hono app; serve it with `serveHttps`.
+ *
+ * @example
+ * ```ts
+ * import { createGatewayApp } from "./app.ts";
+ * const app = createGatewayApp({});
+ * const res = await app.request("/healthz");
+ * console.log(res.status); // 200
+ * ```
+ */
+export function createGatewayApp(deps: GatewayAppDeps): Hono {
+  const log = deps.log ?? discardLogger;
+  const metrics = deps.metrics ?? new GatewayMetrics();
+  const limiter = deps.rateLimit === false
+    ? undefined
+    : new RateLimiter(deps.rateLimit ?? { burst: 120, perSecond: 20 });
+  const exempt = parseCidrs(deps.rateLimitExempt ?? ["127.0.0.0/8", "::1/128"]);
+  const maxBody = deps.maxBodyBytes ?? 64 * 1024;
+  const app = new Hono();
+
+  // Metrics and access log around everything, including refusals.
+  app.use(async (c, next) => {
+    const start = performance.now();
+    metrics.inFlight.inc();
+    try {
+      await next();
+    } finally {
+      metrics.inFlight.dec();
+      const route = c.res.status === 404 ? "unmatched" : routePath(c, -1);
+      const seconds = (performance.now() - start) / 1000;
+      metrics.requests.inc({ method: c.req.method, route, status: String(c.res.status) });
+      metrics.duration.observe({ method: c.req.method, route }, seconds);
+      const fields = {
+        method: c.req.method,
+        path: c.req.path,
+        status: c.res.status,
+        ms: Math.round(seconds * 10_000) / 10,
+        client: clientAddress(c),
+      };
+      if (c.res.status >= 500) log.error("Request failed", fields);
+      else log.debug("Request", fields);
+    }
+  });
+
+  app.use(secureHeaders({
+    strictTransportSecurity: "max-age=63072000; includeSubDomains",
+    contentSecurityPolicy: { defaultSrc: ["'none'"], frameAncestors: ["'none'"] },
+    crossOriginResourcePolicy: "cross-origin",
+    xFrameOptions: "DENY",
+    referrerPolicy: "no-referrer",
+  }));
+
+  if (limiter) {
+    app.use(async (c, next) => {
+      if (c.req.path === "/healthz") return next();
+      const client = clientAddress(c);
+      if (inAny(client, exempt)) return next();
+      const d = limiter.take(client);
+      if (!d.allowed) {
+        metrics.rateLimited.inc();
+        c.header("retry-after", String(d.retryAfterS));
+        throw new TrueCloudError(`Too many requests from ${client}, retry in ${d.retryAfterS} s`, {
+          code: "rate_limited",
+          status: 429,
+        });
+      }
+      await next();
+    });
+  }
+
+  app.use(bodyLimit({
+    maxSize: maxBody,
+    onError: () => {
+      throw new TooLargeError(`Request body is over the limit of ${maxBody} bytes`);
+    },
+  }));
+
+  app.get("/healthz", (c) => {
+    const checks = Object.fromEntries(
+      Object.entries(deps.health ?? {}).map(([k, f]) => {
+        try {
+          return [k, f()];
+        } catch {
+          return [k, false];
+        }
+      }),
+    );
+    const ok = Object.values(checks).every(Boolean);
+    return c.json({ status: ok ? "ok" : "degraded", checks }, ok ? 200 : 503, {
+      "cache-control": "no-store",
+    });
+  });
+
+  app.get("/metrics", async (c) => {
+    return c.body(await metrics.registry.metrics(), 200, {
+      "content-type": metrics.registry.contentType,
+      "cache-control": "no-store",
+    });
+  });
+
+  if (deps.discovery) app.route("/discovery", deps.discovery);
+
+  app.notFound((c) => {
+    return c.json({
+      error: { code: "not_found", message: `No route for ${c.req.method} ${c.req.path}` },
+    }, 404);
+  });
+
+  app.onError((err, c) => {
+    const { status, body } = toHttpError(err);
+    if (status >= 500) log.error("Unhandled error", { path: c.req.path, err });
+    return c.json(body, status as 400);
+  });
+
+  return app;
+}
