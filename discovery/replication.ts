@@ -62,7 +62,7 @@ export interface PullReport {
  */
 export class Replicator {
   readonly #store: RecordStore;
-  readonly #peers: readonly string[];
+  #peers: readonly string[];
   readonly #fetch: typeof fetch;
   readonly #interval: number;
   readonly #timeout: number;
@@ -86,6 +86,14 @@ export class Replicator {
   /** The peers' base URLs. */
   get peers(): readonly string[] {
     return this.#peers;
+  }
+
+  /**
+   * Replaces the list of peers (for replicas that learn each other's addresses after starting).
+   * @param peers Base URLs of the peers' discovery APIs.
+   */
+  setPeers(peers: readonly string[]): void {
+    this.#peers = peers.map((p) => p.replace(/\/+$/, ""));
   }
 
   /** Starts pulling every interval, beginning now. */

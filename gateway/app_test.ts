@@ -204,10 +204,12 @@ Deno.test("property: random and mutated submissions never crash the API and stor
     fc.string({ maxLength: 300 }),
     fc.constantFrom(...valid),
     // one-character mutation of a valid record
-    fc.tuple(fc.constantFrom(...valid), fc.nat(), fc.string({ minLength: 1, maxLength: 1 })).map(([j, i, c]) => {
-      const k = i % j.length;
-      return j.slice(0, k) + c + j.slice(k + 1);
-    }),
+    fc.tuple(fc.constantFrom(...valid), fc.nat(), fc.string({ minLength: 1, maxLength: 1 })).map(
+      ([j, i, c]) => {
+        const k = i % j.length;
+        return j.slice(0, k) + c + j.slice(k + 1);
+      },
+    ),
     // a valid record with a segment swapped from another
     fc.tuple(fc.constantFrom(...valid), fc.constantFrom(...valid), fc.nat({ max: 2 })).map(
       ([a, b, seg]) => {

@@ -1,0 +1,66 @@
+/**
+ * `deno task start`: the local cloud. Reads flags and environment, starts everything, prints the
+ * URLs, and runs until SIGINT (Ctrl-C) or SIGTERM, then stops everything cleanly.
+ *
+ * @module
+ */
+
+import { loadLocalCloudConfig, LOCAL_CLOUD_USAGE, LocalCloud } from "./cloud/mod.ts";
+import { ConfigError, JsonLogger } from "./protocol/mod.ts";
+
+async function main(): Promise<number> {
+  let config;
+  try {
+    config = loadLocalCloudConfig(Deno.args, (k) => Deno.env.get(k));
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      console.error(`start: ${err.message}`);
+      return 2;
+    }
+    throw err;
+  }
+  if (config === "help") {
+    console.log(LOCAL_CLOUD_USAGE);
+    return 0;
+  }
+  const log = new JsonLogger("cloud", config.logLevel);
+  let cloud: LocalCloud;
+  try {
+    cloud = await LocalCloud.start({
+      home: config.home,
+      gatewayPort: config.port,
+      replicas: config.replicas,
+      guardians: config.guardians,
+      log,
+    });
+  } catch (err) {
+    const e = err as Error & { code?: string };
+    const hint = err instanceof Deno.errors.AddrInUse
+      ? ` (port ${config.port} is taken: set TRUECLOUD_GATEWAY_PORT or --port)`
+      : "";
+    console.error(`start: ${e.message}${hint}`);
+    return 1;
+  }
+  const gw = cloud.gateway.url;
+  console.log(`gateway: ${gw}`);
+  console.log(`feed: ${gw}/discovery/feed.rss`);
+  console.log(`replicas: ${cloud.replicas.map((r) => r.url).join(" ")}`);
+  console.log(`certificate: ${config.home}/tls/gateway-cert.pem (self-signed, development only)`);
+  console.log(`try: curl --cacert ${config.home}/tls/gateway-cert.pem ${gw}/discovery/feed.rss`);
+  console.log("Ctrl-C stops everything.");
+
+  const stopped = Promise.withResolvers<string>();
+  const onInt = () => stopped.resolve("SIGINT");
+  const onTerm = () => stopped.resolve("SIGTERM");
+  Deno.addSignalListener("SIGINT", onInt);
+  Deno.addSignalListener("SIGTERM", onTerm);
+  const signal = await stopped.promise;
+  Deno.removeSignalListener("SIGINT", onInt);
+  Deno.removeSignalListener("SIGTERM", onTerm);
+  console.log(`${signal}: stopping`);
+  await cloud.stop();
+  console.log("stopped");
+  return 0;
+}
+
+if (import.meta.main) Deno.exit(await main());
