@@ -83,10 +83,13 @@ export class Gateway {
     let client: Deno.HttpClient | undefined;
     let peerFetch = deps.fetch;
     if (!peerFetch && config.peerCaFile) {
-      const ca = (await loadTls(config.peerCaFile, config.peerCaFile).catch(() =>
-        undefined
-      ))?.cert ??
-        await Deno.readTextFile(config.peerCaFile);
+      const caFile = config.peerCaFile;
+      const ca = await Deno.readTextFile(caFile).catch((cause) => {
+        throw new ConfigError(`Cannot read peer CA ${caFile}: ${cause.message}`, { cause });
+      });
+      if (!ca.includes("-----BEGIN CERTIFICATE-----")) {
+        throw new ConfigError(`Peer CA ${caFile} is not a PEM certificate`);
+      }
       client = Deno.createHttpClient({ caCerts: [ca] });
       const c = client;
       peerFetch = (input, init) => fetch(input, { ...init, client: c });
