@@ -150,15 +150,18 @@ export async function verifyVpnRecord(
 }
 
 /**
- * Compares two records of the same key by `(iat, jti, jws)`: a total order, so that every replica
- * keeps the same record.
+ * Compares two records of the same key by `(iat, state, jti, jws)`, where a withdrawal ranks above
+ * a soliciting record of the same second: a total order, so that every replica keeps the same
+ * record, and a guardian that withdraws right after publishing is not undone by chance.
  * @returns A negative number when `a` is older, positive when newer, 0 when identical.
  */
 export function compareRecords(
-  a: { issuedAt: number; id: string; jws: string },
-  b: { issuedAt: number; id: string; jws: string },
+  a: { issuedAt: number; id: string; jws: string; data: VpnRecordData },
+  b: { issuedAt: number; id: string; jws: string; data: VpnRecordData },
 ): number {
   if (a.issuedAt !== b.issuedAt) return a.issuedAt - b.issuedAt;
+  const rank = (r: { data: VpnRecordData }) => (r.data.state === "withdrawn" ? 1 : 0);
+  if (rank(a) !== rank(b)) return rank(a) - rank(b);
   if (a.id !== b.id) return a.id < b.id ? -1 : 1;
   return a.jws < b.jws ? -1 : a.jws > b.jws ? 1 : 0;
 }
