@@ -62,7 +62,7 @@ if (missing.length) {
   Deno.exit(2);
 }
 
-async function freePort(): Promise<number> {
+function freePort(): number {
   const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const { port } = l.addr as Deno.NetAddr;
   l.close();
@@ -154,7 +154,7 @@ try {
   const client = Deno.createHttpClient({ caCerts: [tls.cert] });
 
   // The gateway, as `deno task gateway` runs it, with the rate limit off for the load.
-  const gwPort = await freePort();
+  const gwPort = freePort();
   const gwArgs = [
     "run",
     "--allow-net",
@@ -216,7 +216,7 @@ try {
   await Deno.writeTextFile(`${dir}/www/discovery/feed.rss`, feed);
 
   // nginx: one worker per core, TLS, HTTP/2 and HTTP/1.1 on one port, the file from page cache.
-  const ngPort = await freePort();
+  const ngPort = freePort();
   await Deno.mkdir(`${dir}/nginx/tmp`, { recursive: true });
   await Deno.writeTextFile(
     `${dir}/nginx/nginx.conf`,
