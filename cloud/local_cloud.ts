@@ -21,6 +21,8 @@ export interface LocalCloudOptions {
   replicas?: number;
   /** How many guardians publish records (default 4). */
   guardians?: number;
+  /** Serving threads of the public gateway (default one per core, at most 4). */
+  gatewayWorkers?: number;
   /** Logger. */
   log?: Logger;
 }
@@ -120,14 +122,16 @@ export class LocalCloud {
           rateLimit: { burst: 120, perSecond: 20 },
           rateLimitExempt: ["127.0.0.0/8", "::1/128"],
           maxBodyBytes: 65536,
-          workers: 1,
+          workers: i === 1
+            ? (options.gatewayWorkers ?? Math.min(4, navigator.hardwareConcurrency))
+            : 1,
           logLevel: "info",
         };
         replicas.push(
           await Gateway.start(config, {
             log: log.child(i === 1 ? "gateway" : `replica-${i}`),
             tls,
-            fetch: peerFetch,
+            peerCa: tls.cert,
           }),
         );
       }

@@ -67,6 +67,21 @@ export class RecordPublisher {
   async publish(
     data: SolicitingData | WithdrawnData,
   ): Promise<{ status: string; endpoint: string }> {
+    try {
+      return await this.#publishOnce(data);
+    } catch (err) {
+      // A record of the same second by this guardian (from another process, say) may be stored:
+      // sign again a second later, once.
+      if (!(err instanceof TrueCloudError) || err.code !== "stale") throw err;
+      this.#lastIat.set(data.vpn, Math.floor(this.#clock.now() / 1000));
+      await new Promise((r) => setTimeout(r, 1000 - (this.#clock.now() % 1000)));
+      return await this.#publishOnce(data);
+    }
+  }
+
+  async #publishOnce(
+    data: SolicitingData | WithdrawnData,
+  ): Promise<{ status: string; endpoint: string }> {
     // A later record must have a later time of issue, or the order between two records of the
     // same second would fall to their random ids: step a second past the last one if needed.
     const iat = Math.max(

@@ -201,7 +201,7 @@ export class Replicator {
    * Offers a record to every peer at once; failures are left for the next pull to repair.
    * @param record A record this replica just stored.
    */
-  push(record: StoredRecord): void {
+  push(record: Pick<StoredRecord, "jws">): void {
     for (const peer of this.#peers) {
       this.#request(`${peer}/records`, {
         method: "POST",

@@ -10,7 +10,10 @@ import { type Clock, discardLogger, type Logger, systemClock } from "../protocol
 import { createDiscoveryApp } from "./app.ts";
 import { FeedRenderer } from "./feed.ts";
 import { Replicator } from "./replication.ts";
-import { RecordStore } from "./store.ts";
+import { type OfferSource, RecordStore } from "./store.ts";
+
+/** What the threads serving one store tell each other. */
+type ChannelMessage = { kind: "stored"; jws: string; source: OfferSource } | { kind: "gc" };
 
 /** Settings and dependencies of a {@linkcode DiscoveryService}. */
 export interface DiscoveryServiceOptions {
@@ -33,6 +36,9 @@ export interface DiscoveryServiceOptions {
   primary?: boolean;
   /** Fetch used to reach peers. */
   fetch?: typeof fetch;
+  /** Name of a `BroadcastChannel` shared by the instances (Workers) that serve the same store:
+   * each announces its writes there, and the others refresh at once. */
+  channel?: string;
   /** Logger. */
   log?: Logger;
   /** Time source. */
@@ -66,6 +72,7 @@ export class DiscoveryService {
   readonly #log: Logger;
   #timers: ReturnType<typeof setInterval>[] = [];
   #started = false;
+  #channel?: BroadcastChannel;
 
   private constructor(store: RecordStore, opts: DiscoveryServiceOptions) {
     this.store = store;
@@ -104,12 +111,31 @@ export class DiscoveryService {
   start(): void {
     if (this.#started) return;
     this.#started = true;
-    if (this.#opts.primary ?? true) {
-      this.replicator.start();
-      this.#timers.push(setInterval(() => {
-        this.store.collectGarbage().catch((err) =>
-          this.#log.warn("Garbage collection failed", { err })
+    const primary = this.#opts.primary ?? true;
+    if (this.#opts.channel) {
+      const ch = new BroadcastChannel(this.#opts.channel);
+      this.#channel = ch;
+      ch.onmessage = (e: MessageEvent<ChannelMessage>) => {
+        const m = e.data;
+        this.store.refresh(m.kind === "gc").catch((err) =>
+          this.#log.warn("Store refresh failed", { err })
         );
+        // Another thread stored a guardian's submission: the primary passes it on to the peers.
+        if (primary && m.kind === "stored" && m.source === "client") this.replicator.push(m);
+      };
+      this.store.onChange((r, source) => {
+        ch.postMessage({ kind: "stored", jws: r.jws, source } satisfies ChannelMessage);
+      });
+    }
+    if (primary) {
+      this.replicator.start();
+      this.#timers.push(setInterval(async () => {
+        try {
+          const deleted = await this.store.collectGarbage();
+          if (deleted) this.#channel?.postMessage({ kind: "gc" } satisfies ChannelMessage);
+        } catch (err) {
+          this.#log.warn("Garbage collection failed", { err });
+        }
       }, this.#opts.gcIntervalMs ?? 60_000));
     }
     this.#timers.push(setInterval(() => {
@@ -126,6 +152,7 @@ export class DiscoveryService {
   async close(): Promise<void> {
     for (const t of this.#timers) clearInterval(t);
     this.#timers = [];
+    this.#channel?.close();
     await this.replicator.stop();
     this.store.close();
   }

@@ -166,20 +166,39 @@ export class RecordStore {
   }
 
   /**
-   * Reloads the in-memory view from KV if another writer moved the sequence on.
-   * @param force Reload even if the sequence did not move.
-   * @returns Whether the view was reloaded.
+   * Brings the in-memory view up to date with KV, for stores that other writers share: reads the
+   * change log past the last sequence seen (cheap), or everything when `full` (after garbage
+   * collection elsewhere, which leaves no trace in the log).
+   * @param full Reload every record.
+   * @returns Whether anything was read.
    */
-  async refresh(force = false): Promise<boolean> {
+  async refresh(full = false): Promise<boolean> {
     const seq = (await this.#kv.get<number>(K.seq)).value ?? 0;
-    if (!force && seq === this.#seq) return false;
-    const fresh = new Map<string, StoredRecord>();
-    for await (const e of this.#kv.list<StoredRecord>({ prefix: ["rec"] })) {
-      fresh.set(keyString(e.value.data.vpn, e.value.guardian), e.value);
+    if (full) {
+      const fresh = new Map<string, StoredRecord>();
+      for await (const e of this.#kv.list<StoredRecord>({ prefix: ["rec"] })) {
+        fresh.set(keyString(e.value.data.vpn, e.value.guardian), e.value);
+      }
+      this.#records.clear();
+      for (const [k, v] of fresh) this.#records.set(k, v);
+    } else {
+      if (seq === this.#seq) return false;
+      const keys: Key[] = [];
+      for await (
+        const e of this.#kv.list<Key>({ start: K.log(this.#seq + 1), end: K.log(seq + 1) })
+      ) {
+        keys.push(e.value);
+      }
+      for (let i = 0; i < keys.length; i += 10) {
+        const batch = await this.#kv.getMany<StoredRecord[]>(
+          keys.slice(i, i + 10).map(([v, g]) => K.rec(v, g)),
+        );
+        for (const e of batch) {
+          if (e.value) this.#records.set(keyString(e.value.data.vpn, e.value.guardian), e.value);
+        }
+      }
     }
-    this.#records.clear();
-    for (const [k, v] of fresh) this.#records.set(k, v);
-    this.#seq = seq;
+    this.#seq = Math.max(this.#seq, seq);
     this.#version++;
     return true;
   }
@@ -277,7 +296,7 @@ export class RecordStore {
     if (!res.ok) return undefined;
     this.#records.set(keyString(vpn, guardian), stored);
     if (seq === this.#seq + 1) this.#seq = seq;
-    else await this.refresh(true);
+    else await this.refresh();
     this.#version++;
     return { status: "stored", record: stored };
   }

@@ -32,6 +32,11 @@ export interface GatewayAppDeps {
   log?: Logger;
   /** Per-client rate limit; `false` turns it off. */
   rateLimit?: RateLimitOptions | false;
+  /** Buckets shared with the gateway's other serving threads (from the main thread's limiter). */
+  rateLimitBuffer?: SharedArrayBuffer;
+  /** Produces the `/metrics` text; by default this app's registry. A gateway with several serving
+   * threads passes one that adds up every thread's metrics. */
+  collectMetrics?: () => Promise<string>;
   /** Client networks exempt from the rate limit, in CIDR form (default: loopback). */
   rateLimitExempt?: readonly string[];
   /** Largest request body in bytes (default 64 KiB). */
@@ -87,7 +92,7 @@ export function createGatewayApp(deps: GatewayAppDeps): Hono {
   const metrics = deps.metrics ?? new GatewayMetrics();
   const limiter = deps.rateLimit === false
     ? undefined
-    : new RateLimiter(deps.rateLimit ?? { burst: 120, perSecond: 20 });
+    : new RateLimiter(deps.rateLimit ?? { burst: 120, perSecond: 20 }, deps.rateLimitBuffer);
   const exempt = parseCidrs(deps.rateLimitExempt ?? ["127.0.0.0/8", "::1/128"]);
   const maxBody = deps.maxBodyBytes ?? 64 * 1024;
   const app = new Hono();
@@ -166,7 +171,10 @@ export function createGatewayApp(deps: GatewayAppDeps): Hono {
   });
 
   app.get("/metrics", async (c) => {
-    return c.body(await metrics.registry.metrics(), 200, {
+    const text = deps.collectMetrics
+      ? await deps.collectMetrics()
+      : await metrics.registry.metrics();
+    return c.body(text, 200, {
       "content-type": metrics.registry.contentType,
       "cache-control": "no-store",
     });

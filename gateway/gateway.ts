@@ -2,16 +2,25 @@
  * A running gateway: TLS material, its discovery replica, the Hono app and the HTTPS server, built
  * from a validated {@linkcode GatewayConfig}. `gateway/main.ts` and the local cloud both use it.
  *
+ * With one serving thread, everything runs in the calling thread. With several (`workers`, one per
+ * core by default), the calling thread keeps the replica's primary role — replication with peers,
+ * garbage collection, process metrics — and each Worker serves HTTPS on the same port
+ * (`SO_REUSEPORT`) from its own view of the same store. The Workers tell each other of writes on a
+ * `BroadcastChannel`, share the rate limiter's buckets in a `SharedArrayBuffer`, and add up every
+ * thread's metrics at `/metrics`.
+ *
  * @module
  */
 
 import { DiscoveryService } from "../discovery/mod.ts";
-import { ConfigError, discardLogger, type Logger } from "../protocol/mod.ts";
+import { ConfigError, discardLogger, type Logger, newUuid } from "../protocol/mod.ts";
 import { createGatewayApp } from "./app.ts";
 import type { GatewayConfig } from "./config.ts";
 import { GatewayMetrics } from "./metrics.ts";
+import { RateLimiter } from "./rate_limit.ts";
 import { type HttpsServer, serveHttps } from "./server.ts";
 import { ensureSelfSigned, loadTls, type TlsMaterial } from "./tls.ts";
+import { metricsExchange, type ServingSetup } from "./_serving.ts";
 
 /** Dependencies of {@linkcode Gateway.start}. */
 export interface GatewayDeps {
@@ -19,8 +28,80 @@ export interface GatewayDeps {
   log?: Logger;
   /** TLS material to use instead of the configured files (the local cloud shares one). */
   tls?: TlsMaterial;
-  /** Fetch used to reach peer replicas (default: one trusting `peerCaFile` if set). */
-  fetch?: typeof fetch;
+  /** A PEM CA to trust when reaching peer replicas, instead of `peerCaFile`. */
+  peerCa?: string;
+}
+
+/** The serving side of a gateway: in this thread, or a pool of Workers. */
+interface Front {
+  port: number;
+  noDelay: boolean;
+  setPublicUrl(url: string): void;
+  stop(): Promise<void>;
+}
+
+function inThread(server: HttpsServer): Front {
+  return {
+    port: server.port,
+    noDelay: server.noDelay,
+    setPublicUrl() {},
+    stop: () => server.shutdown(),
+  };
+}
+
+async function workerPool(
+  setup: Omit<ServingSetup, "port" | "index">,
+  port: number,
+  count: number,
+  log: Logger,
+): Promise<Front> {
+  const workers: Worker[] = [];
+  const start = (index: number, bindPort: number, publicUrl?: string) => {
+    const w = new Worker(new URL("./_worker.ts", import.meta.url), {
+      type: "module",
+      name: `gateway-${index}`,
+    });
+    const ready = Promise.withResolvers<{ port: number; noDelay: boolean }>();
+    w.onmessage = (e) => {
+      if (e.data.type === "listening") ready.resolve(e.data);
+      else if (e.data.type === "failed") ready.reject(new Error(e.data.message));
+    };
+    w.onerror = (e) => {
+      e.preventDefault();
+      ready.reject(new Error(e.message));
+      log.error("Serving worker failed", { index, error: e.message });
+    };
+    w.postMessage({ type: "start", setup: { ...setup, port: bindPort, index }, publicUrl });
+    workers.push(w);
+    return ready.promise;
+  };
+  try {
+    const first = await start(0, port);
+    let noDelay = first.noDelay;
+    for (let i = 1; i < count; i++) noDelay = (await start(i, first.port)).noDelay && noDelay;
+    return {
+      port: first.port,
+      noDelay,
+      setPublicUrl(url) {
+        for (const w of workers) w.postMessage({ type: "public-url", url });
+      },
+      async stop() {
+        await Promise.all(workers.map((w) => {
+          const stopped = Promise.withResolvers<void>();
+          w.onmessage = (e) => e.data.type === "stopped" && stopped.resolve();
+          w.postMessage({ type: "stop" });
+          const t = setTimeout(stopped.resolve, 10_000);
+          return stopped.promise.then(() => {
+            clearTimeout(t);
+            w.terminate();
+          });
+        }));
+      },
+    };
+  } catch (err) {
+    for (const w of workers) w.terminate();
+    throw err;
+  }
 }
 
 /**
@@ -34,37 +115,42 @@ export interface GatewayDeps {
  * ```
  */
 export class Gateway {
-  /** The discovery replica this gateway fronts. */
+  /** The discovery replica this gateway fronts (its primary instance). */
   readonly discovery: DiscoveryService;
-  /** The HTTPS server. */
-  readonly server: HttpsServer;
   /** The public base URL, such as `https://127.0.0.1:8443`. */
   readonly url: string;
+  /** The port it listens on. */
+  readonly port: number;
+  /** Whether `TCP_NODELAY` is set on its listeners. */
+  readonly noDelay: boolean;
   /** The TLS material in use. */
   readonly tls: TlsMaterial;
+  readonly #front: Front;
   readonly #log: Logger;
-  readonly #client?: Deno.HttpClient;
+  readonly #cleanup: () => void;
 
   private constructor(
     discovery: DiscoveryService,
-    server: HttpsServer,
+    front: Front,
     url: string,
     tls: TlsMaterial,
     log: Logger,
-    client?: Deno.HttpClient,
+    cleanup: () => void,
   ) {
     this.discovery = discovery;
-    this.server = server;
+    this.#front = front;
+    this.port = front.port;
+    this.noDelay = front.noDelay;
     this.url = url;
     this.tls = tls;
     this.#log = log;
-    this.#client = client;
+    this.#cleanup = cleanup;
   }
 
   /**
    * Builds and starts a gateway.
    * @param config Validated configuration.
-   * @param deps Logger, TLS material and peer fetch.
+   * @param deps Logger, TLS material and peer CA.
    * @returns The running gateway.
    * @throws {ConfigError} When TLS files or the peer CA cannot be used.
    */
@@ -80,24 +166,25 @@ export class Gateway {
         });
       }
     }
-    let client: Deno.HttpClient | undefined;
-    let peerFetch = deps.fetch;
-    if (!peerFetch && config.peerCaFile) {
+    let ca = deps.peerCa;
+    if (!ca && config.peerCaFile) {
       const caFile = config.peerCaFile;
-      const ca = await Deno.readTextFile(caFile).catch((cause) => {
+      ca = await Deno.readTextFile(caFile).catch((cause) => {
         throw new ConfigError(`Cannot read peer CA ${caFile}: ${cause.message}`, { cause });
       });
       if (!ca.includes("-----BEGIN CERTIFICATE-----")) {
         throw new ConfigError(`Peer CA ${caFile} is not a PEM certificate`);
       }
-      client = Deno.createHttpClient({ caCerts: [ca] });
-      const c = client;
-      peerFetch = (input, init) => fetch(input, { ...init, client: c });
     }
-    const kvDir = config.kvPath.includes("/")
-      ? config.kvPath.slice(0, config.kvPath.lastIndexOf("/"))
-      : "";
-    if (kvDir && config.kvPath !== ":memory:") await Deno.mkdir(kvDir, { recursive: true });
+    const client = ca ? Deno.createHttpClient({ caCerts: [ca] }) : undefined;
+    const peerFetch: typeof fetch | undefined = client
+      ? (input, init) => fetch(input, { ...init, client })
+      : undefined;
+    if (config.kvPath !== ":memory:" && config.kvPath.includes("/")) {
+      await Deno.mkdir(config.kvPath.slice(0, config.kvPath.lastIndexOf("/")), { recursive: true });
+    }
+    const pool = config.workers > 1 && config.kvPath !== ":memory:";
+    const instance = newUuid();
 
     let publicUrl = config.publicUrl;
     const discovery = await DiscoveryService.open({
@@ -106,43 +193,56 @@ export class Gateway {
       peers: config.peers,
       allowPrivateAddresses: config.allowPrivateAddresses,
       fetch: peerFetch,
+      channel: pool ? `truecloud-discovery:${instance}` : undefined,
       log: log.child("discovery"),
     });
     const metrics = new GatewayMetrics({ defaultMetrics: true });
-    metrics.gauge(
-      "truecloud_discovery_records",
-      "Records in this replica's store, by state and visibility.",
-      [
-        "state",
-      ],
-      () => {
-        const all = discovery.store.all();
-        const visible = discovery.store.visible().length;
-        return [
-          { labels: { state: "visible" }, value: visible },
-          { labels: { state: "stored" }, value: all.length },
-        ];
-      },
-    );
-    const app = createGatewayApp({
-      discovery: discovery.app,
-      metrics,
-      log: log.child("http"),
-      rateLimit: config.rateLimit,
-      rateLimitExempt: config.rateLimitExempt,
-      maxBodyBytes: config.maxBodyBytes,
-      health: { discovery: () => true },
-    });
-    let server: HttpsServer;
+    metrics.gauge("truecloud_discovery_records", "Records in this replica's store, by state.", [
+      "state",
+    ], () => [
+      { labels: { state: "visible" }, value: discovery.store.visible().length },
+      { labels: { state: "stored" }, value: discovery.store.all().length },
+    ]);
+    const limiter = config.rateLimit ? new RateLimiter(config.rateLimit) : undefined;
+
+    let front: Front;
+    let exchange: ReturnType<typeof metricsExchange> | undefined;
     try {
-      server = serveHttps(app.fetch, {
-        hostname: config.host,
-        port: config.port,
-        cert: tls.cert,
-        key: tls.key,
-        log: log.child("server"),
-      });
+      if (pool) {
+        exchange = metricsExchange(instance, metrics, config.workers + 1);
+        front = await workerPool(
+          {
+            config,
+            tls,
+            instance,
+            rateLimitBuffer: limiter?.buffer,
+            participants: config.workers + 1,
+          },
+          config.port,
+          config.workers,
+          log,
+        );
+      } else {
+        const app = createGatewayApp({
+          discovery: discovery.app,
+          metrics,
+          log: log.child("http"),
+          rateLimit: config.rateLimit,
+          rateLimitBuffer: limiter?.buffer,
+          rateLimitExempt: config.rateLimitExempt,
+          maxBodyBytes: config.maxBodyBytes,
+          health: { discovery: () => true },
+        });
+        front = inThread(serveHttps(app.fetch, {
+          hostname: config.host,
+          port: config.port,
+          cert: tls.cert,
+          key: tls.key,
+          log: log.child("server"),
+        }));
+      }
     } catch (err) {
+      exchange?.close();
       await discovery.close();
       client?.close();
       throw err;
@@ -150,17 +250,26 @@ export class Gateway {
     const host = config.host.includes(":") ? `[${config.host}]` : config.host;
     publicUrl ??= `https://${
       host === "0.0.0.0" || host === "[::]" ? "127.0.0.1" : host
-    }:${server.port}`;
+    }:${front.port}`;
+    front.setPublicUrl(publicUrl);
     discovery.start();
-    log.info("Gateway listening", { url: publicUrl, port: server.port, noDelay: server.noDelay });
-    return new Gateway(discovery, server, publicUrl, tls, log, client);
+    log.info("Gateway listening", {
+      url: publicUrl,
+      port: front.port,
+      threads: pool ? config.workers : 1,
+      noDelay: front.noDelay,
+    });
+    return new Gateway(discovery, front, publicUrl, tls, log, () => {
+      exchange?.close();
+      client?.close();
+    });
   }
 
   /** Stops serving, then replication, then closes the store. */
   async stop(): Promise<void> {
-    await this.server.shutdown();
+    await this.#front.stop();
     await this.discovery.close();
-    this.#client?.close();
+    this.#cleanup();
     this.#log.info("Gateway stopped");
   }
 }

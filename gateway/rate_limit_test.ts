@@ -23,7 +23,7 @@ Deno.test("RateLimiter never lets through more than burst + rate × time", () =>
     fc.integer({ min: 1, max: 20 }),
     (gaps, burst, rate) => {
       const clock = new ManualClock(0);
-      const rl = new RateLimiter({ burst, perSecond: rate, clock });
+      const rl = new RateLimiter({ burst, perSecond: rate, clock, slots: 16 });
       let allowed = 0;
       for (const g of gaps) {
         clock.advance(g);
@@ -34,18 +34,28 @@ Deno.test("RateLimiter never lets through more than burst + rate × time", () =>
   ));
 });
 
-Deno.test("RateLimiter forgets the least recently seen client when its table is full", () => {
-  const rl = new RateLimiter({
-    burst: 1,
-    perSecond: 0.001,
-    maxClients: 2,
-    clock: new ManualClock(0),
-  });
-  rl.take("a");
-  rl.take("b");
-  rl.take("a");
-  rl.take("c"); // evicts b
-  assert.equal(rl.size, 2);
-  assert.equal(rl.take("a").allowed, false, "a is still tracked");
-  assert.equal(rl.take("b").allowed, true, "b was forgotten and starts afresh");
+Deno.test("RateLimiter reuses the least recently seen slot when a client's neighbourhood is full", () => {
+  const clock = new ManualClock(0);
+  const rl = new RateLimiter({ burst: 1, perSecond: 0.001, slots: 8, clock });
+  for (let i = 0; i < 8; i++) {
+    clock.advance(1);
+    assert.equal(rl.take(`client-${i}`).allowed, true);
+  }
+  clock.advance(1);
+  assert.equal(rl.take("client-7").allowed, false, "a tracked client stays limited");
+  assert.equal(rl.take("newcomer").allowed, true, "a new client takes the stalest slot");
+});
+
+Deno.test("RateLimiter built on another's buffer shares its buckets (as Workers do)", () => {
+  const clock = new ManualClock(0);
+  const a = new RateLimiter({ burst: 4, perSecond: 0.001, clock });
+  const b = new RateLimiter({ burst: 4, perSecond: 0.001, clock }, a.buffer);
+  assert.deepEqual([a, b, a, b, a].map((rl) => rl.take("c").allowed), [
+    true,
+    true,
+    true,
+    true,
+    false,
+  ]);
+  assert.throws(() => new RateLimiter({ burst: 1, perSecond: 1, slots: 16 }, a.buffer), RangeError);
 });

@@ -99,10 +99,9 @@ Deno.test("deno task discovery: keygen, publish, verify, withdraw, and one-line 
     assert.match(ok.stdout, /1 verified, 0 refused/);
 
     // Save the feed, tamper with it, and verify the file offline.
-    const xml = await (await fetch(`${endpoint}/feed.rss`, {
-      client: Deno.createHttpClient({ caCerts: [tls.cert] }),
-    }))
-      .text();
+    const client = Deno.createHttpClient({ caCerts: [tls.cert] });
+    const xml = await (await fetch(`${endpoint}/feed.rss`, { client })).text();
+    client.close();
     await Deno.writeTextFile(
       `${home}/feed.rss`,
       xml.replace("<tc:guestPort>4001<", "<tc:guestPort>4002<"),

@@ -24,7 +24,7 @@ Deno.test("replicas: submit to one, stop two, still served; a restarted one catc
     workers: 1,
     logLevel: "warn",
   });
-  const start = (i: number, port = 0) => Gateway.start(config(i, port), { tls, fetch: f });
+  const start = (i: number, port = 0) => Gateway.start(config(i, port), { tls, peerCa: tls.cert });
   const link = (rs: Gateway[]) => {
     for (const r of rs) {
       r.discovery.replicator.setPeers(rs.filter((p) => p !== r).map((p) => `${p.url}/discovery`));
@@ -63,7 +63,7 @@ Deno.test("replicas: submit to one, stop two, still served; a restarted one catc
     );
 
     // Stop two; the one left still serves everything it had.
-    const port2 = r[1].server.port;
+    const port2 = r[1].port;
     await r[0].stop();
     running.delete(r[0]);
     await r[1].stop();
