@@ -145,6 +145,7 @@ async function h2load(url: string, conns: number, seconds: number, dir: string):
 }
 
 const dir = await Deno.makeTempDir({ prefix: "truecloud-bench-" });
+await Deno.chmod(dir, 0o755); // nginx workers run unprivileged and must read the feed file
 const children: Deno.ChildProcess[] = [];
 const root = new URL("..", import.meta.url).pathname;
 try {

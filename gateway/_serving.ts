@@ -119,6 +119,7 @@ export async function startServing(
     rateLimitBuffer: s.rateLimitBuffer,
     rateLimitExempt: s.config.rateLimitExempt,
     maxBodyBytes: s.config.maxBodyBytes,
+    accessLog: s.config.accessLog,
     health: { discovery: () => true },
   });
   let server: HttpsServer;

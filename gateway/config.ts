@@ -42,6 +42,8 @@ export interface GatewayConfig {
   workers: number;
   /** Log level. */
   logLevel: LogLevel;
+  /** Log every request (JSON, level info). */
+  accessLog?: boolean;
 }
 
 interface Setting {
@@ -71,6 +73,7 @@ const SETTINGS = {
   maxBody: { flag: "max-body-bytes", env: "TRUECLOUD_MAX_BODY_BYTES" },
   workers: { flag: "workers", env: "TRUECLOUD_GATEWAY_WORKERS" },
   logLevel: { flag: "log-level", env: "TRUECLOUD_LOG_LEVEL" },
+  accessLog: { flag: "access-log", env: "TRUECLOUD_ACCESS_LOG", boolean: true },
 } satisfies Record<string, Setting>;
 
 /** The usage text of the gateway's flags. */
@@ -92,6 +95,7 @@ Flags (each also read from the environment variable shown; a flag wins):
   --max-body-bytes N            largest request body                   TRUECLOUD_MAX_BODY_BYTES (65536)
   --workers N                   serving threads, 1 to 16               TRUECLOUD_GATEWAY_WORKERS (cores, at most 4)
   --log-level LEVEL             debug, info, warn or error             TRUECLOUD_LOG_LEVEL (info)
+  --access-log                  log every request                      TRUECLOUD_ACCESS_LOG (false)
   --help                        show this text`;
 
 /** Where configuration comes from: argv and an environment lookup. */
@@ -202,6 +206,12 @@ export function loadGatewayConfig(source: ConfigSource): GatewayConfig | "help" 
     else peers.push(u);
   }
 
+  const accessRaw = raw(SETTINGS.accessLog);
+  const accessLog = accessRaw === undefined ? false : isTrue(accessRaw);
+  if (accessLog === undefined) {
+    problems.push(`${where(SETTINGS.accessLog)} must be true or false, got "${accessRaw}"`);
+  }
+
   const allowRaw = raw(SETTINGS.allowPrivate);
   const allowPrivateAddresses = allowRaw === undefined ? false : isTrue(allowRaw);
   if (allowPrivateAddresses === undefined) {
@@ -261,5 +271,6 @@ export function loadGatewayConfig(source: ConfigSource): GatewayConfig | "help" 
     maxBodyBytes,
     workers,
     logLevel: level as LogLevel,
+    accessLog: accessLog!,
   };
 }

@@ -231,6 +231,7 @@ export class Gateway {
           rateLimitBuffer: limiter?.buffer,
           rateLimitExempt: config.rateLimitExempt,
           maxBodyBytes: config.maxBodyBytes,
+          accessLog: config.accessLog,
           health: { discovery: () => true },
         });
         front = inThread(serveHttps(app.fetch, {
