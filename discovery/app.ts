@@ -15,6 +15,32 @@ import { DEFAULT_FEED_COUNT, FeedRenderer, MAX_FEED_COUNT, rfc3339 } from "./fee
 import { MAX_RECORD_BYTES } from "./record.ts";
 import type { RecordStore, StoredRecord } from "./store.ts";
 
+/** Headers of a feed answer: each request draws anew, so shared caches must not keep it. */
+export const FEED_HEADERS: Readonly<Record<string, string>> = {
+  "content-type": "application/rss+xml; charset=utf-8",
+  "cache-control": "private, max-age=60",
+};
+
+/**
+ * Reads the `count` of a plain feed request (`GET …/feed.rss` or `…/feed.rss?count=N`) without
+ * parsing the URL; anything else — other parameters, a bad count — gives `undefined`, and such a
+ * request takes the ordinary route, which validates and answers it.
+ *
+ * @param url The request URL.
+ * @param path The feed's path, such as `/discovery/feed.rss`.
+ * @returns The count, or `undefined`.
+ */
+export function plainFeedCount(url: string, path: string): number | undefined {
+  const start = url.indexOf("/", url.indexOf("//") + 2);
+  if (start < 0 || !url.startsWith(path, start)) return undefined;
+  const rest = url.slice(start + path.length);
+  if (rest === "") return DEFAULT_FEED_COUNT;
+  const m = /^\?count=([1-9]\d{0,2})$/.exec(rest);
+  if (!m) return undefined;
+  const n = Number(m[1]);
+  return n <= MAX_FEED_COUNT ? n : undefined;
+}
+
 /** Dependencies of {@linkcode createDiscoveryApp}. */
 export interface DiscoveryAppDeps {
   /** The replica's store. */
@@ -121,11 +147,7 @@ export function createDiscoveryApp(deps: DiscoveryAppDeps): Hono {
 
   app.get("/feed.rss", (c) => {
     const count = intParam(c.req.query("count"), "count", 1, MAX_FEED_COUNT, DEFAULT_FEED_COUNT);
-    const body = feed.render(store.visible(), count);
-    return c.body(body, 200, {
-      "content-type": "application/rss+xml; charset=utf-8",
-      "cache-control": "private, max-age=60",
-    });
+    return c.body(feed.render(store.visible(), count), 200, FEED_HEADERS);
   });
 
   app.get("/vpns/:uuid", (c) => {

@@ -68,6 +68,8 @@ export class DiscoveryService {
   readonly app: Hono;
   /** Replication with the peers. */
   readonly replicator: Replicator;
+  /** Renders a feed of `count` random visible records (what `GET /discovery/feed.rss` serves). */
+  readonly renderFeed: (count: number) => string;
   readonly #opts: DiscoveryServiceOptions;
   readonly #log: Logger;
   #timers: ReturnType<typeof setInterval>[] = [];
@@ -86,6 +88,7 @@ export class DiscoveryService {
       log: this.#log.child("replication"),
     });
     const feed = new FeedRenderer({ baseUrl: opts.publicBaseUrl });
+    this.renderFeed = (count) => feed.render(store.visible(), count);
     this.app = createDiscoveryApp({
       store,
       feed,

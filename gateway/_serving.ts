@@ -112,6 +112,7 @@ export async function startServing(
   const exchange = metricsExchange(s.instance, metrics, s.participants);
   const app = createGatewayApp({
     discovery: discovery.app,
+    feed: discovery.renderFeed,
     metrics,
     collectMetrics: () => exchange.collect(),
     log: log.child("http"),

@@ -10,7 +10,12 @@ async function gateway(over: Partial<GatewayAppDeps> = {}) {
     kvPath: ":memory:",
     publicBaseUrl: "https://127.0.0.1:8443/discovery",
   });
-  const app = createGatewayApp({ discovery: svc.app, rateLimit: false, ...over });
+  const app = createGatewayApp({
+    discovery: svc.app,
+    feed: svc.renderFeed,
+    rateLimit: false,
+    ...over,
+  });
   const client = { remoteAddr: { hostname: "198.51.100.1" } };
   const req = (path: string, init?: RequestInit) => app.request(path, init, client);
   return { svc, app, req, [Symbol.asyncDispose]: () => svc.close() };
@@ -256,4 +261,35 @@ Deno.test("property: random and mutated submissions never crash the API and stor
     assert.ok(valid.includes(r.jws), "store holds only valid records");
   }
   assert.equal(gw.svc.store.all().length, accepted.size);
+});
+
+Deno.test("the feed's fast path answers exactly as the routed answer does", async () => {
+  await using gw = await gateway();
+  const g = await NodeIdentity.generate();
+  for (let i = 0; i < 3; i++) await gw.svc.store.offer(await record(g));
+  const app = createGatewayApp({
+    discovery: gw.svc.app,
+    feed: gw.svc.renderFeed,
+    rateLimit: false,
+  });
+  const fast = await app.request("/discovery/feed.rss?count=5");
+  const routed = await app.request("/discovery/feed.rss?count=5&via=router"); // not plain: routed
+  assert.equal(fast.status, 200);
+  assert.equal(routed.status, 200);
+  const headers = (r: Response) =>
+    [...r.headers].filter(([k]) => k !== "date" && k !== "content-length").sort();
+  assert.deepEqual(headers(fast), headers(routed));
+  const [a, b] = [await fast.text(), await routed.text()];
+  assert.equal([...a.matchAll(/<item>/g)].length, 3);
+  assert.equal([...b.matchAll(/<item>/g)].length, 3);
+  for (const q of ["?count=0", "?count=101", "?count=abc", "?count=5&count=6"]) {
+    const res = await app.request(`/discovery/feed.rss${q}`);
+    assert.equal(res.status, q === "?count=5&count=6" ? 200 : 400, q);
+    await res.body?.cancel();
+  }
+  const m = await (await app.request("/metrics")).text();
+  assert.match(
+    m,
+    /truecloud_http_requests_total\{method="GET",route="\/discovery\/feed.rss",status="200"\} 3/,
+  );
 });

@@ -225,6 +225,7 @@ export class Gateway {
       } else {
         const app = createGatewayApp({
           discovery: discovery.app,
+          feed: discovery.renderFeed,
           metrics,
           log: log.child("http"),
           rateLimit: config.rateLimit,
