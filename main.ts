@@ -24,6 +24,12 @@ async function main(): Promise<number> {
     return 0;
   }
   const log = new JsonLogger("cloud", config.logLevel);
+  // Listen for signals from the start: a Ctrl-C during start-up stops the cloud as soon as it is up.
+  const stopped = Promise.withResolvers<string>();
+  const onInt = () => stopped.resolve("SIGINT");
+  const onTerm = () => stopped.resolve("SIGTERM");
+  Deno.addSignalListener("SIGINT", onInt);
+  Deno.addSignalListener("SIGTERM", onTerm);
   let cloud: LocalCloud;
   try {
     cloud = await LocalCloud.start({
@@ -49,11 +55,6 @@ async function main(): Promise<number> {
   console.log(`try: curl --cacert ${config.home}/tls/gateway-cert.pem ${gw}/discovery/feed.rss`);
   console.log("Ctrl-C stops everything.");
 
-  const stopped = Promise.withResolvers<string>();
-  const onInt = () => stopped.resolve("SIGINT");
-  const onTerm = () => stopped.resolve("SIGTERM");
-  Deno.addSignalListener("SIGINT", onInt);
-  Deno.addSignalListener("SIGTERM", onTerm);
   const signal = await stopped.promise;
   Deno.removeSignalListener("SIGINT", onInt);
   Deno.removeSignalListener("SIGTERM", onTerm);

@@ -36,12 +36,12 @@ async function main(): Promise<number> {
     console.error(`gateway: ${(err as Error).message}`);
     return 1;
   }
-  console.log(`gateway: ${gw.url}`);
-  console.log(`feed: ${gw.url}/discovery/feed.rss`);
   const stopped = Promise.withResolvers<void>();
   const stop = () => stopped.resolve();
   Deno.addSignalListener("SIGINT", stop);
   Deno.addSignalListener("SIGTERM", stop);
+  console.log(`gateway: ${gw.url}`);
+  console.log(`feed: ${gw.url}/discovery/feed.rss`);
   await stopped.promise;
   await gw.stop();
   return 0;

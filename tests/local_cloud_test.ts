@@ -41,6 +41,7 @@ Deno.test("deno task start runs the local cloud; its feed verifies over HTTPS; C
   const home = await Deno.makeTempDir({ prefix: "truecloud-e2e-" });
   const { child, lines, stderr, rest } = await startCloud(home);
   let client: Deno.HttpClient | undefined;
+  let failure: unknown;
   try {
     const gwLine = lines.find((l) => l.startsWith("gateway: "));
     assert.ok(gwLine, `no gateway line in:\n${lines.join("\n")}`);
@@ -99,6 +100,8 @@ Deno.test("deno task start runs the local cloud; its feed verifies over HTTPS; C
     const health = await fetch(`${gateway}/healthz`, { client });
     assert.equal(health.status, 200);
     await health.body?.cancel();
+  } catch (err) {
+    failure = err;
   } finally {
     client?.close();
     child.kill("SIGINT");
@@ -106,6 +109,7 @@ Deno.test("deno task start runs the local cloud; its feed verifies over HTTPS; C
     await rest;
     const err = await stderr;
     await Deno.remove(home, { recursive: true });
+    if (failure) throw failure;
     assert.equal(status.code, 0, `exit ${status.code}; stderr:\n${err}`);
     assert.ok(lines.includes("stopped"), lines.join("\n"));
   }
