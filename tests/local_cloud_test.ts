@@ -102,7 +102,9 @@ Deno.test("deno task start runs the local cloud; its feed verifies over HTTPS; C
     await health.body?.cancel();
   } catch (err) {
     failure = err;
-  } finally {
+  }
+  {
+    // Cleanup runs whatever happened above; the first failure is reported after it.
     client?.close();
     child.kill("SIGINT");
     const status = await child.status;
