@@ -4,7 +4,7 @@
  * certificate, on the same machine. Load comes from `wrk` (HTTP/1.1 keep-alive) and `h2load`
  * (HTTP/2). Prints requests per second, p99 latency and the ratio gateway / nginx.
  *
- *   deno task bench:feed [--duration 10] [--records 4] [--connections 32] [--json FILE]
+ *   deno task bench:feed [--duration 5] [--rounds 3] [--records 4] [--connections 32] [--json FILE]
  *
  * Needs `wrk`, `h2load` and `nginx` (Debian: `apt-get install wrk nghttp2-client nginx-light`).
  * All traffic stays on 127.0.0.1; every process started is stopped by its PID.
@@ -20,7 +20,8 @@ import { newUuid, NodeIdentity } from "../protocol/mod.ts";
 const { values: flags } = parseArgs({
   args: Deno.args,
   options: {
-    duration: { type: "string", default: "10" },
+    duration: { type: "string", default: "5" },
+    rounds: { type: "string", default: "3" },
     records: { type: "string", default: "4" },
     connections: { type: "string", default: "32" },
     workers: { type: "string" },
@@ -30,9 +31,14 @@ const { values: flags } = parseArgs({
 const DURATION = Number(flags.duration);
 const RECORDS = Number(flags.records);
 const CONNS = Number(flags.connections);
-if (![DURATION, RECORDS, CONNS].every((n) => Number.isInteger(n) && n > 0) || DURATION > 120) {
+const ROUNDS = Number(flags.rounds);
+if (
+  ![DURATION, RECORDS, CONNS, ROUNDS].every((n) => Number.isInteger(n) && n > 0) ||
+  DURATION > 120 ||
+  ROUNDS > 20
+) {
   console.error(
-    "bench: --duration (1..120), --records and --connections must be positive whole numbers",
+    "bench: --duration (1..120), --rounds (1..20), --records and --connections must be positive whole numbers",
   );
   Deno.exit(2);
 }
@@ -257,7 +263,7 @@ http {
   console.log(
     `feed: ${
       new TextEncoder().encode(feed).length
-    } bytes, ${RECORDS} records; ${DURATION} s per run; ` +
+    } bytes, ${RECORDS} records; ${DURATION} s per run, ${ROUNDS} rounds (medians); ` +
       `${navigator.hardwareConcurrency} cores; load tools on the same machine`,
   );
   const servers = [
@@ -279,20 +285,37 @@ http {
     },
   ];
   for (const srv of servers) await wrk(srv.url, 2, CONNS, 2); // warm-up, discarded
+  // This machine is shared and noisy: each scenario runs in several rounds, the two servers
+  // alternating first, and the medians are compared.
+  const median = (xs: number[]) => {
+    const s = [...xs].sort((a, b) => a - b);
+    return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+  };
   const rows: Record<string, unknown>[] = [];
   for (const s of scenarios) {
-    const r: Record<string, Result> = {};
-    for (const srv of servers) r[srv.name] = await s.run(srv.url);
-    const ratio = r.gateway.rps / r.nginx.rps;
-    rows.push({ scenario: s.name, ...r, ratio });
+    const runs: Record<string, Result[]> = { gateway: [], nginx: [] };
+    for (let round = 0; round < ROUNDS; round++) {
+      const order = round % 2 ? [...servers].reverse() : servers;
+      for (const srv of order) runs[srv.name].push(await s.run(srv.url));
+    }
+    const med = (name: string) => ({
+      rps: median(runs[name].map((r) => r.rps)),
+      p99ms: median(runs[name].map((r) => r.p99ms)),
+      errors: [...new Set(runs[name].map((r) => r.errors).filter(Boolean))].join("; "),
+    });
+    const g = med("gateway");
+    const n = med("nginx");
+    const ratios = runs.gateway.map((r, i) => r.rps / runs.nginx[i].rps);
+    const ratio = g.rps / n.rps;
+    rows.push({ scenario: s.name, gateway: g, nginx: n, ratio, ratios, runs });
     console.log(
-      `${s.name.padEnd(40)} gateway ${r.gateway.rps.toFixed(0).padStart(7)}/s p99 ${
-        r.gateway.p99ms.toFixed(2).padStart(6)
-      } ms | nginx ${r.nginx.rps.toFixed(0).padStart(7)}/s p99 ${
-        r.nginx.p99ms.toFixed(2).padStart(6)
-      } ms | ratio ${ratio.toFixed(2)}×${
-        r.gateway.errors ? ` [gateway: ${r.gateway.errors}]` : ""
-      }${r.nginx.errors ? ` [nginx: ${r.nginx.errors}]` : ""}`,
+      `${s.name.padEnd(40)} gateway ${g.rps.toFixed(0).padStart(7)}/s p99 ${
+        g.p99ms.toFixed(2).padStart(6)
+      } ms | nginx ${n.rps.toFixed(0).padStart(7)}/s p99 ${
+        n.p99ms.toFixed(2).padStart(6)
+      } ms | ratio ${ratio.toFixed(2)}× (rounds ${ratios.map((x) => x.toFixed(2)).join(", ")})${
+        g.errors ? ` [gateway: ${g.errors}]` : ""
+      }${n.errors ? ` [nginx: ${n.errors}]` : ""}`,
     );
   }
   if (flags.json) {

@@ -10,7 +10,13 @@
 
 import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
-import { isUuid, TooLargeError, TrueCloudError, ValidationError } from "../protocol/mod.ts";
+import {
+  isUuid,
+  methodNotAllowed,
+  TooLargeError,
+  TrueCloudError,
+  ValidationError,
+} from "../protocol/mod.ts";
 import { DEFAULT_FEED_COUNT, FeedRenderer, MAX_FEED_COUNT, rfc3339 } from "./feed.ts";
 import { MAX_RECORD_BYTES } from "./record.ts";
 import type { RecordStore, StoredRecord } from "./store.ts";
@@ -170,6 +176,11 @@ export function createDiscoveryApp(deps: DiscoveryAppDeps): Hono {
     const page = await store.logAfter(after, limit);
     return c.json({ replica: store.replicaId, ...page }, 200, { "cache-control": "no-store" });
   });
+
+  app.all("/records", methodNotAllowed("POST"));
+  app.all("/feed.rss", methodNotAllowed("GET, HEAD"));
+  app.all("/vpns/:uuid", methodNotAllowed("GET, HEAD"));
+  app.all("/replication/log", methodNotAllowed("GET, HEAD"));
 
   return app;
 }

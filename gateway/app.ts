@@ -15,6 +15,7 @@ import { FEED_HEADERS, plainFeedCount } from "../discovery/mod.ts";
 import {
   discardLogger,
   type Logger,
+  methodNotAllowed,
   toHttpError,
   TooLargeError,
   TrueCloudError,
@@ -204,6 +205,9 @@ export function createGatewayApp(deps: GatewayAppDeps): Hono {
       "cache-control": "no-store",
     });
   });
+
+  app.all("/healthz", methodNotAllowed("GET, HEAD"));
+  app.all("/metrics", methodNotAllowed("GET, HEAD"));
 
   if (deps.discovery) app.route("/discovery", deps.discovery);
 

@@ -134,6 +134,22 @@ Deno.test("GET /discovery routes validate their parameters", async () => {
   assert.equal((await missing.json()).error.code, "not_found");
   assert.equal((await gw.req("/discovery/replication/log?after=x")).status, 400);
   assert.equal((await gw.req("/nope")).status, 404);
+  for (
+    const [method, path, allow] of [
+      ["DELETE", "/discovery/feed.rss", "GET, HEAD"],
+      ["GET", "/discovery/records", "POST"],
+      ["PUT", `/discovery/vpns/${newUuid()}`, "GET, HEAD"],
+      ["POST", "/healthz", "GET, HEAD"],
+    ]
+  ) {
+    const res = await gw.req(path, { method });
+    assert.equal(res.status, 405, `${method} ${path}`);
+    assert.equal(res.headers.get("allow"), allow);
+    assert.equal((await res.json()).error.code, "method_not_allowed");
+  }
+  const head = await gw.req("/discovery/feed.rss", { method: "HEAD" });
+  assert.equal(head.status, 200);
+  assert.equal(await head.text(), "");
 });
 
 Deno.test("the gateway answers /healthz and /metrics in Prometheus text format", async () => {

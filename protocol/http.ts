@@ -31,3 +31,27 @@ export function toHttpError(err: unknown): { status: number; body: ErrorBody } {
   }
   return { status: 500, body: { error: { code: "internal", message: "Internal error" } } };
 }
+
+/**
+ * A handler for the other methods of a route: answers 405 with an `Allow` header, through the
+ * root app's error handler.
+ *
+ * @param allow The methods the route takes, such as `GET, HEAD`.
+ * @returns A Hono-style handler.
+ *
+ * @example
+ * ```ts ignore
+ * app.get("/feed.rss", feed).all("/feed.rss", methodNotAllowed("GET, HEAD"));
+ * ```
+ */
+export function methodNotAllowed(
+  allow: string,
+): (c: { req: { method: string }; header(name: string, value: string): void }) => never {
+  return (c) => {
+    c.header("allow", allow);
+    throw new TrueCloudError(`Method ${c.req.method} is not allowed here; use ${allow}`, {
+      code: "method_not_allowed",
+      status: 405,
+    });
+  };
+}
