@@ -1,8 +1,12 @@
 import assert from "node:assert/strict";
 import { serveHttps } from "./server.ts";
 import { makeSelfSigned } from "./tls.ts";
+import { installed } from "../protocol/_test_tools.ts";
 
-Deno.test("serveHttps() serves HTTP/1.1 and HTTP/2 with TCP_NODELAY set on its listener", async () => {
+Deno.test({
+  name: "serveHttps() serves HTTP/1.1 and HTTP/2 with TCP_NODELAY set on its listener (needs curl)",
+  ignore: !installed("curl"),
+}, async () => {
   const tls = await makeSelfSigned();
   const body = "x".repeat(4096); // inside the 0.5–16 KiB range that stalls without TCP_NODELAY
   const srv = serveHttps(() => new Response(body), { hostname: "127.0.0.1", port: 0, ...tls });

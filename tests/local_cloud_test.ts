@@ -90,7 +90,7 @@ Deno.test("deno task start runs the local cloud; its feed verifies over HTTPS; C
         ],
       }).output().catch(() => undefined);
       if (!out) {
-        console.warn("curl is not installed: skipping the curl check");
+        console.warn("deno task start test: curl is not installed, so its curl checks are skipped");
         break;
       }
       const [code, version] = new TextDecoder().decode(out.stdout).split(" ");

@@ -1,0 +1,18 @@
+// For tests: whether a system command that some tests need is installed. Tests that need one are
+// declared with `ignore: !installed("curl")`, so Deno lists them by name as ignored where it is
+// missing (and the summary counts them), rather than failing or passing silently.
+
+/**
+ * Tells whether a command is on the PATH.
+ * @param cmd The command's name.
+ */
+export function installed(cmd: string): boolean {
+  for (const dir of (Deno.env.get("PATH") ?? "").split(":")) {
+    try {
+      if (Deno.statSync(`${dir}/${cmd}`).isFile) return true;
+    } catch {
+      // not in this directory
+    }
+  }
+  return false;
+}
