@@ -2,6 +2,7 @@
 import assert from "node:assert/strict";
 import { ensureSelfSigned, Gateway } from "../gateway/mod.ts";
 import { newUuid } from "../protocol/mod.ts";
+import { testConfig } from "./_config.ts";
 
 const root = new URL("..", import.meta.url).pathname;
 
@@ -23,19 +24,7 @@ async function cli(...args: string[]) {
 Deno.test("deno task discovery: keygen, publish, verify, withdraw, and one-line refusals", async () => {
   const home = await Deno.makeTempDir({ prefix: "truecloud-cli-" });
   const tls = await ensureSelfSigned(`${home}/tls`);
-  const gw = await Gateway.start({
-    home,
-    host: "127.0.0.1",
-    port: 0,
-    kvPath: `${home}/replica.kv`,
-    peers: [],
-    allowPrivateAddresses: false,
-    rateLimit: false,
-    rateLimitExempt: [],
-    maxBodyBytes: 65536,
-    workers: 1,
-    logLevel: "warn",
-  }, { tls });
+  const gw = await Gateway.start(testConfig(home), { tls });
   try {
     const ca = tls.certPath;
     const endpoint = `${gw.url}/discovery`;

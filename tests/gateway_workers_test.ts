@@ -1,25 +1,14 @@
 // End-to-end: a gateway with two serving Workers on one port.
 import assert from "node:assert/strict";
 import { signVpnRecord } from "../discovery/mod.ts";
-import { ensureSelfSigned, Gateway, type GatewayConfig } from "../gateway/mod.ts";
+import { ensureSelfSigned, Gateway } from "../gateway/mod.ts";
+import { testConfig } from "./_config.ts";
 import { newUuid, NodeIdentity } from "../protocol/mod.ts";
 
 Deno.test("a gateway with two serving threads shares its store, its rate limit and its metrics", async () => {
   const home = await Deno.makeTempDir({ prefix: "truecloud-workers-" });
   const tls = await ensureSelfSigned(`${home}/tls`);
-  const config: GatewayConfig = {
-    home,
-    host: "127.0.0.1",
-    port: 0,
-    kvPath: `${home}/replica.kv`,
-    peers: [],
-    allowPrivateAddresses: false,
-    rateLimit: { burst: 6, perSecond: 0.001 },
-    rateLimitExempt: [],
-    maxBodyBytes: 65536,
-    workers: 2,
-    logLevel: "warn",
-  };
+  const config = testConfig(home, { rateLimit: { burst: 6, perSecond: 0.001 }, workers: 2 });
   const gw = await Gateway.start(config, { tls });
   // A new client per request: a new connection each time, which the kernel spreads over the threads.
   const get = async (path: string, init?: RequestInit) => {

@@ -1,7 +1,8 @@
 // End-to-end: three discovery replicas over real HTTPS, each with its own Deno KV on disk.
 import assert from "node:assert/strict";
 import { RecordPublisher } from "../discovery/mod.ts";
-import { ensureSelfSigned, Gateway, type GatewayConfig } from "../gateway/mod.ts";
+import { ensureSelfSigned, Gateway } from "../gateway/mod.ts";
+import { testConfig } from "./_config.ts";
 import { newUuid, NodeIdentity } from "../protocol/mod.ts";
 
 const guestKey = () => "cd".repeat(32);
@@ -11,19 +12,8 @@ Deno.test("replicas: submit to one, stop two, still served; a restarted one catc
   const tls = await ensureSelfSigned(`${home}/tls`);
   const client = Deno.createHttpClient({ caCerts: [tls.cert] });
   const f: typeof fetch = (i, init) => fetch(i, { ...init, client });
-  const config = (i: number, port = 0): GatewayConfig => ({
-    home,
-    host: "127.0.0.1",
-    port,
-    kvPath: `${home}/replica-${i}.kv`,
-    peers: [],
-    allowPrivateAddresses: false,
-    rateLimit: false,
-    rateLimitExempt: [],
-    maxBodyBytes: 65536,
-    workers: 1,
-    logLevel: "warn",
-  });
+  const config = (i: number, port = 0) =>
+    testConfig(home, { port, kvPath: `${home}/replica-${i}.kv` });
   const start = (i: number, port = 0) => Gateway.start(config(i, port), { tls, peerCa: tls.cert });
   const link = (rs: Gateway[]) => {
     for (const r of rs) {
