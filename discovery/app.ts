@@ -10,6 +10,7 @@
 
 import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
+import { etag } from "hono/etag";
 import {
   isUuid,
   methodNotAllowed,
@@ -156,7 +157,7 @@ export function createDiscoveryApp(deps: DiscoveryAppDeps): Hono {
     return c.body(feed.render(store.visible(), count), 200, FEED_HEADERS);
   });
 
-  app.get("/vpns/:uuid", (c) => {
+  app.get("/vpns/:uuid", etag(), (c) => {
     const vpn = c.req.param("uuid");
     if (!isUuid(vpn)) {
       throw new ValidationError("VPN id must be a lowercase UUID", { path: "uuid" });

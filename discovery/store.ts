@@ -27,6 +27,9 @@ import {
 /** Most unexpired records one guardian may have in a store. */
 export const RECORDS_PER_GUARDIAN = 64;
 
+/** Most records (of every guardian, withdrawals included) one store keeps, by default. */
+export const MAX_RECORDS = 100_000;
+
 /** A record as the store keeps it. */
 export interface StoredRecord {
   /** The compact JWS, exactly as submitted. */
@@ -69,6 +72,8 @@ export interface StoreDeps {
   log?: Logger;
   /** Accept records with non-public addresses (local cloud). */
   allowPrivateAddresses?: boolean;
+  /** Most records kept (default {@linkcode MAX_RECORDS}); a new key beyond it is refused. */
+  maxRecords?: number;
 }
 
 type Key = readonly [vpn: string, guardian: string];
@@ -108,6 +113,7 @@ export class RecordStore {
   readonly #clock: Clock;
   readonly #log: Logger;
   readonly #allowPrivate: boolean;
+  readonly #maxRecords: number;
   readonly #records = new Map<string, StoredRecord>();
   readonly #listeners = new Set<(r: StoredRecord, source: OfferSource) => void>();
   #seq = 0;
@@ -120,6 +126,7 @@ export class RecordStore {
     this.#clock = deps.clock ?? systemClock;
     this.#log = deps.log ?? discardLogger;
     this.#allowPrivate = deps.allowPrivateAddresses ?? false;
+    this.#maxRecords = deps.maxRecords ?? MAX_RECORDS;
   }
 
   /**
@@ -302,6 +309,12 @@ export class RecordStore {
   }
 
   async #checkQuota(guardian: string): Promise<void> {
+    if (this.#records.size >= this.#maxRecords) {
+      throw new TrueCloudError(
+        `The store holds ${this.#records.size} records, its limit; new keys are refused until some expire`,
+        { code: "store_full", status: 507 },
+      );
+    }
     const now = this.#clock.now() / 1000;
     let live = 0;
     for await (const e of this.#kv.list<number>({ prefix: ["byg", guardian] })) {

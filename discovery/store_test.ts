@@ -184,3 +184,25 @@ Deno.test("RecordStore keeps its records and replica id across reopening, and co
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("RecordStore.offer() refuses new keys past the store's limit but still takes known ones", async () => {
+  const clock = new ManualClock(T0);
+  const store = await RecordStore.open(":memory:", { clock, maxRecords: 2 });
+  try {
+    const g = await NodeIdentity.generate();
+    const vpn = newUuid();
+    await store.offer(await soliciting(g, { vpn }, { clock }));
+    await store.offer(await soliciting(g, {}, { clock }));
+    await assert.rejects(
+      store.offer(await soliciting(g, {}, { clock })),
+      (e: TrueCloudError) => e.code === "store_full" && e.status === 507,
+    );
+    clock.advance(1000);
+    await store.offer(
+      await signVpnRecord(g, { v: 1, vpn, state: "withdrawn", reason: "full" }, { clock }),
+    );
+    assert.equal(store.all().length, 2);
+  } finally {
+    store.close();
+  }
+});

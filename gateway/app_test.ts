@@ -57,6 +57,10 @@ Deno.test("POST /discovery/records stores a signed record: 201, then 200 unchang
   assert.ok((await feed.text()).includes(jws));
   const vpn = await gw.req(`/discovery/vpns/${b1.vpn}`);
   assert.equal(vpn.status, 200);
+  const tag = vpn.headers.get("etag")!;
+  assert.ok(tag, "the JSON answer has an ETag");
+  const again = await gw.req(`/discovery/vpns/${b1.vpn}`, { headers: { "if-none-match": tag } });
+  assert.equal(again.status, 304);
   const body = await vpn.json();
   assert.equal(body.records[0].jws, jws);
   assert.equal(body.records[0].guardian, g.nodeId);

@@ -55,24 +55,44 @@ async function workerPool(
   count: number,
   log: Logger,
 ): Promise<Front> {
-  const workers: Worker[] = [];
-  const start = (index: number, bindPort: number, publicUrl?: string) => {
+  // Workers by index. A Worker that dies after it started serving is replaced (at most 10 times in
+  // all): the port stays served by the others meanwhile.
+  const workers = new Map<number, Worker>();
+  let publicUrl: string | undefined;
+  let stopping = false;
+  let restarts = 0;
+  const start = (index: number, bindPort: number) => {
     const w = new Worker(new URL("./_worker.ts", import.meta.url), {
       type: "module",
       name: `gateway-${index}`,
     });
     const ready = Promise.withResolvers<{ port: number; noDelay: boolean }>();
+    let serving = false;
     w.onmessage = (e) => {
-      if (e.data.type === "listening") ready.resolve(e.data);
-      else if (e.data.type === "failed") ready.reject(new Error(e.data.message));
+      if (e.data.type === "listening") {
+        serving = true;
+        ready.resolve(e.data);
+      } else if (e.data.type === "failed") ready.reject(new Error(e.data.message));
     };
     w.onerror = (e) => {
       e.preventDefault();
-      ready.reject(new Error(e.message));
       log.error("Serving worker failed", { index, error: e.message });
+      ready.reject(new Error(e.message));
+      w.terminate();
+      if (workers.get(index) === w) workers.delete(index);
+      if (serving && !stopping && restarts++ < 10) {
+        setTimeout(() => {
+          if (stopping) return;
+          start(index, bindPort).then(
+            () => log.info("Serving worker replaced", { index }),
+            (err) =>
+              log.error("Serving worker could not be replaced", { index, error: err.message }),
+          );
+        }, 1000);
+      }
     };
     w.postMessage({ type: "start", setup: { ...setup, port: bindPort, index }, publicUrl });
-    workers.push(w);
+    workers.set(index, w);
     return ready.promise;
   };
   try {
@@ -83,12 +103,18 @@ async function workerPool(
       port: first.port,
       noDelay,
       setPublicUrl(url) {
-        for (const w of workers) w.postMessage({ type: "public-url", url });
+        publicUrl = url;
+        for (const w of workers.values()) w.postMessage({ type: "public-url", url });
       },
       async stop() {
-        await Promise.all(workers.map((w) => {
+        stopping = true;
+        await Promise.all([...workers.values()].map((w) => {
           const stopped = Promise.withResolvers<void>();
           w.onmessage = (e) => e.data.type === "stopped" && stopped.resolve();
+          w.onerror = (e) => {
+            e.preventDefault();
+            stopped.resolve();
+          };
           w.postMessage({ type: "stop" });
           const t = setTimeout(stopped.resolve, 10_000);
           return stopped.promise.then(() => {
@@ -99,7 +125,8 @@ async function workerPool(
       },
     };
   } catch (err) {
-    for (const w of workers) w.terminate();
+    stopping = true;
+    for (const w of workers.values()) w.terminate();
     throw err;
   }
 }
