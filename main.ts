@@ -38,6 +38,7 @@ async function main(): Promise<number> {
       replicas: config.replicas,
       guardians: config.guardians,
       log,
+      logLevel: config.logLevel,
     });
   } catch (err) {
     const e = err as Error & { code?: string };

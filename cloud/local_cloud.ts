@@ -9,7 +9,13 @@
 import { RecordPublisher, type SolicitingData } from "../discovery/mod.ts";
 import { Gateway, type GatewayConfig } from "../gateway/mod.ts";
 import { ensureSelfSigned } from "../gateway/mod.ts";
-import { discardLogger, type Logger, newUuid, NodeIdentity } from "../protocol/mod.ts";
+import {
+  discardLogger,
+  type Logger,
+  type LogLevel,
+  newUuid,
+  NodeIdentity,
+} from "../protocol/mod.ts";
 
 /** Settings of a {@linkcode LocalCloud}. */
 export interface LocalCloudOptions {
@@ -25,6 +31,8 @@ export interface LocalCloudOptions {
   gatewayWorkers?: number;
   /** Logger. */
   log?: Logger;
+  /** Level of the logs that serving Workers write (they cannot share `log`). */
+  logLevel?: LogLevel;
 }
 
 /** What the local cloud keeps across restarts besides the stores: its VPNs. */
@@ -125,7 +133,7 @@ export class LocalCloud {
           workers: i === 1
             ? (options.gatewayWorkers ?? Math.min(4, navigator.hardwareConcurrency))
             : 1,
-          logLevel: "info",
+          logLevel: options.logLevel ?? "warn",
         };
         replicas.push(
           await Gateway.start(config, {
