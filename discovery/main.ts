@@ -12,7 +12,13 @@
  */
 
 import { parseArgs } from "node:util";
-import { NodeIdentity, parseWith, TrueCloudError, ValidationError } from "../protocol/mod.ts";
+import {
+  NodeIdentity,
+  parseWith,
+  readTextLimited,
+  TrueCloudError,
+  ValidationError,
+} from "../protocol/mod.ts";
 import { readFeed } from "./feed_reader.ts";
 import { RecordPublisher } from "./publisher.ts";
 import { solicitingSchema, withdrawnSchema } from "./record.ts";
@@ -84,7 +90,7 @@ async function verify(args: string[]): Promise<number> {
       if (!res.ok) {
         throw new TrueCloudError(`${source} answered ${res.status}`, { code: "fetch_failed" });
       }
-      xml = await res.text();
+      xml = await readTextLimited(res, 16 * 1024 * 1024);
     } finally {
       c.close();
     }

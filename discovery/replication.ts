@@ -6,7 +6,17 @@
  * @module
  */
 
-import { discardLogger, type Logger, TrueCloudError, uuidSchema, z } from "../protocol/mod.ts";
+import {
+  discardLogger,
+  type Logger,
+  readTextLimited,
+  TrueCloudError,
+  uuidSchema,
+  z,
+} from "../protocol/mod.ts";
+
+/** Largest log page accepted from a peer: 500 records of at most 8 KiB, with room to spare. */
+const MAX_LOG_PAGE_BYTES = 16 * 1024 * 1024;
 import type { RecordStore, StoredRecord } from "./store.ts";
 
 const logPageSchema = z.object({
@@ -153,7 +163,15 @@ export class Replicator {
           await res.body?.cancel();
           throw new TrueCloudError(`Peer answered ${res.status}`, { code: "peer_error" });
         }
-        const parsed = logPageSchema.safeParse(await res.json());
+        let json: unknown;
+        try {
+          json = JSON.parse(await readTextLimited(res, MAX_LOG_PAGE_BYTES));
+        } catch (err) {
+          throw new TrueCloudError(`Peer sent an unreadable log page: ${(err as Error).message}`, {
+            code: "peer_error",
+          });
+        }
+        const parsed = logPageSchema.safeParse(json);
         if (!parsed.success) {
           throw new TrueCloudError("Peer sent a malformed log page", { code: "peer_error" });
         }

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { TrueCloudError } from "./errors.ts";
+import { TooLargeError, TrueCloudError } from "./errors.ts";
 
 /** The JSON body of an error answer. */
 export interface ErrorBody {
@@ -54,4 +54,39 @@ export function methodNotAllowed(
       status: 405,
     });
   };
+}
+
+/**
+ * Reads a response body as text, refusing one larger than a limit (a peer or a server we fetch
+ * from must not be able to exhaust our memory).
+ *
+ * @param res The response.
+ * @param maxBytes The largest body accepted.
+ * @returns The body as text.
+ * @throws {TooLargeError} When the body is larger than `maxBytes`; the rest is not read.
+ */
+export async function readTextLimited(res: Response, maxBytes: number): Promise<string> {
+  const declared = Number(res.headers.get("content-length") ?? NaN);
+  if (declared > maxBytes) {
+    await res.body?.cancel();
+    throw new TooLargeError(`Response of ${declared} bytes is over the limit of ${maxBytes}`);
+  }
+  if (!res.body) return "";
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  for await (const chunk of res.body) {
+    total += chunk.length;
+    if (total > maxBytes) {
+      await res.body.cancel().catch(() => {});
+      throw new TooLargeError(`Response is over the limit of ${maxBytes} bytes`);
+    }
+    chunks.push(chunk);
+  }
+  const all = new Uint8Array(total);
+  let at = 0;
+  for (const c of chunks) {
+    all.set(c, at);
+    at += c.length;
+  }
+  return new TextDecoder().decode(all);
 }
