@@ -18,7 +18,7 @@ import {
   TrueCloudError,
   ValidationError,
 } from "../protocol/mod.ts";
-import { DEFAULT_FEED_COUNT, FeedRenderer, MAX_FEED_COUNT, rfc3339 } from "./feed.ts";
+import { DEFAULT_FEED_COUNT, MAX_FEED_COUNT, rfc3339 } from "./feed.ts";
 import { MAX_RECORD_BYTES } from "./record.ts";
 import type { RecordStore, StoredRecord } from "./store.ts";
 
@@ -52,8 +52,8 @@ export function plainFeedCount(url: string, path: string): number | undefined {
 export interface DiscoveryAppDeps {
   /** The replica's store. */
   store: RecordStore;
-  /** The feed renderer (its base URL is the public one). */
-  feed: FeedRenderer;
+  /** Renders a feed of at most `count` random visible records. */
+  renderFeed: (count: number) => string;
   /** Called after a submission is stored, to push it to peers. */
   onStored?: (r: StoredRecord) => void;
 }
@@ -109,14 +109,15 @@ function recordJson(r: StoredRecord) {
  * import { createDiscoveryApp, FeedRenderer, RecordStore } from "./mod.ts";
  * const store = await RecordStore.open(":memory:");
  * const feed = new FeedRenderer({ baseUrl: "https://127.0.0.1:8443/discovery" });
- * const app = new Hono().route("/discovery", createDiscoveryApp({ store, feed }));
+ * const renderFeed = (count: number) => feed.render(store.visible(), count);
+ * const app = new Hono().route("/discovery", createDiscoveryApp({ store, renderFeed }));
  * const res = await app.request("/discovery/feed.rss");
  * console.log(res.status); // 200
  * store.close();
  * ```
  */
 export function createDiscoveryApp(deps: DiscoveryAppDeps): Hono {
-  const { store, feed } = deps;
+  const { store, renderFeed } = deps;
   const app = new Hono();
 
   app.post(
@@ -154,7 +155,7 @@ export function createDiscoveryApp(deps: DiscoveryAppDeps): Hono {
 
   app.get("/feed.rss", (c) => {
     const count = intParam(c.req.query("count"), "count", 1, MAX_FEED_COUNT, DEFAULT_FEED_COUNT);
-    return c.body(feed.render(store.visible(), count), 200, FEED_HEADERS);
+    return c.body(renderFeed(count), 200, FEED_HEADERS);
   });
 
   app.get("/vpns/:uuid", etag(), (c) => {

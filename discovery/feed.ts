@@ -187,8 +187,11 @@ export class FeedRenderer {
     const chosen = sample(visible, count, this.#random);
     let lastBuild = 0;
     for (const r of visible) if (r.issuedAt > lastBuild) lastBuild = r.issuedAt;
-    let out = this.#channelHead(lastBuild);
-    for (const r of chosen) out += this.item(r);
-    return out + "</channel></rss>";
+    // Joined, not concatenated with +=: join makes a flat string, which Deno hands to the network
+    // a few microseconds faster than the rope that += builds (measured here).
+    const parts = [this.#channelHead(lastBuild)];
+    for (const r of chosen) parts.push(this.item(r));
+    parts.push("</channel></rss>");
+    return parts.join("");
   }
 }

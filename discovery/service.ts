@@ -91,7 +91,7 @@ export class DiscoveryService {
     this.renderFeed = (count) => feed.render(store.visible(), count);
     this.app = createDiscoveryApp({
       store,
-      feed,
+      renderFeed: this.renderFeed,
       onStored: (r) => this.replicator.push(r),
     });
   }
