@@ -57,9 +57,9 @@ async function main(): Promise<number> {
   console.log("Ctrl-C stops everything.");
 
   const signal = await stopped.promise;
-  Deno.removeSignalListener("SIGINT", onInt);
-  Deno.removeSignalListener("SIGTERM", onTerm);
   console.log(`${signal}: stopping`);
+  // The listeners stay while stopping: a second signal (a terminal sends Ctrl-C to every process in
+  // its group, and deno task passes it on too) must not kill the cloud half-way through stopping.
   await cloud.stop();
   console.log("stopped");
   return 0;

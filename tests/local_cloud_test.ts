@@ -4,6 +4,20 @@ import { readFeed } from "../discovery/mod.ts";
 
 const root = new URL("..", import.meta.url).pathname;
 
+/** The process ids below `pid` (Linux /proc), deepest first. */
+function descendants(pid: number): number[] {
+  let kids: number[] = [];
+  try {
+    for (const t of Deno.readDirSync(`/proc/${pid}/task`)) {
+      const text = Deno.readTextFileSync(`/proc/${pid}/task/${t.name}/children`).trim();
+      if (text) kids = kids.concat(text.split(/\s+/).map(Number));
+    }
+  } catch {
+    return [];
+  }
+  return kids.flatMap((k) => [...descendants(k), k]);
+}
+
 async function startCloud(home: string) {
   const child = new Deno.Command(Deno.execPath(), {
     args: ["task", "start"],
@@ -106,6 +120,8 @@ Deno.test("deno task start runs the local cloud; its feed verifies over HTTPS; C
   {
     // Cleanup runs whatever happened above; the first failure is reported after it.
     client?.close();
+    // Ctrl-C in a terminal signals the whole foreground process group: deno task and the cloud.
+    for (const pid of descendants(child.pid)) Deno.kill(pid, "SIGINT");
     child.kill("SIGINT");
     const status = await child.status;
     await rest;
