@@ -51,6 +51,7 @@ async function main(): Promise<number> {
   const gw = cloud.gateway.url;
   console.log(`gateway: ${gw}`);
   console.log(`feed: ${gw}/discovery/feed.rss`);
+  console.log(`installers: ${gw}/installers/ (development release, development keys)`);
   console.log(`replicas: ${cloud.replicas.map((r) => r.url).join(" ")}`);
   console.log(`certificate: ${config.home}/tls/gateway-cert.pem (self-signed, development only)`);
   console.log(`try: curl --cacert ${config.home}/tls/gateway-cert.pem ${gw}/discovery/feed.rss`);

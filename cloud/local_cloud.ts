@@ -1,12 +1,14 @@
 /**
  * The local cloud: a whole True Cloud on one host, for trying it and for end-to-end tests. This
- * version runs the public gateway and three discovery replicas (the gateway fronts the first), and
- * a few guardians that publish signed records of soliciting VPNs. Later parts add the nodes.
+ * version runs the public gateway and three discovery replicas (the gateway fronts the first), a
+ * few guardians that publish signed records of soliciting VPNs, and a development release of this
+ * source tree (TUF repository and minisign signatures, development keys). Later parts add the nodes.
  *
  * @module
  */
 
 import { RecordPublisher, type SolicitingData } from "../discovery/mod.ts";
+import { buildDevelopmentRelease } from "../library/mod.ts";
 import { Gateway, type GatewayConfig } from "../gateway/mod.ts";
 import { ensureSelfSigned } from "../gateway/mod.ts";
 import {
@@ -113,6 +115,16 @@ export class LocalCloud {
     const home = options.home;
     await Deno.mkdir(`${home}/discovery`, { recursive: true });
     const tls = await ensureSelfSigned(`${home}/tls`);
+    // A development release of this very source tree, signed with development keys.
+    const release = await buildDevelopmentRelease({
+      repository: `${home}/repository`,
+      keysDir: `${home}/dev-keys`,
+      sourceRoot: new URL("..", import.meta.url).pathname,
+    });
+    log.info("Development release built", {
+      version: release.version,
+      installers: release.installers,
+    });
     const client = Deno.createHttpClient({ caCerts: [tls.cert] });
     const peerFetch: typeof fetch = (input, init) => fetch(input, { ...init, client });
 
@@ -134,6 +146,7 @@ export class LocalCloud {
             ? (options.gatewayWorkers ?? Math.min(4, navigator.hardwareConcurrency))
             : 1,
           logLevel: options.logLevel ?? "warn",
+          repository: i === 1 ? `${home}/repository` : undefined,
         };
         replicas.push(
           await Gateway.start(config, {

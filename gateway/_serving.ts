@@ -2,6 +2,7 @@
 // shares the store file with the main thread) and serves it on the shared port. Used by
 // gateway.ts, both in the main thread (one serving thread) and in Workers (several).
 import { DiscoveryService } from "../discovery/mod.ts";
+import { createInstallersApp, createTufApp } from "../library/mod.ts";
 import type { Logger } from "../protocol/mod.ts";
 import { createGatewayApp } from "./app.ts";
 import type { GatewayConfig } from "./config.ts";
@@ -113,6 +114,8 @@ export async function startServing(
   const app = createGatewayApp({
     discovery: discovery.app,
     feed: discovery.renderFeed,
+    tuf: s.config.repository ? createTufApp(s.config.repository) : undefined,
+    installers: s.config.repository ? createInstallersApp(s.config.repository) : undefined,
     metrics,
     collectMetrics: () => exchange.collect(),
     log: log.child("http"),

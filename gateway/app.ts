@@ -34,6 +34,10 @@ const SECURITY_HEADERS: readonly (readonly [string, string])[] = [
 export interface GatewayAppDeps {
   /** The discovery sub-app, mounted at `/discovery`. */
   discovery?: Hono;
+  /** The release repository's TUF routes, mounted at `/tuf`. */
+  tuf?: Hono;
+  /** The installers' routes, mounted at `/installers`. */
+  installers?: Hono;
   /** Renders the discovery feed: given, plain feed requests take a fast path (see below). */
   feed?: (count: number) => string;
   /** Metrics (a fresh registry if not given). */
@@ -118,7 +122,8 @@ export function createGatewayApp(deps: GatewayAppDeps): Hono {
   };
   const maxBody = deps.maxBodyBytes ?? 64 * 1024;
   const accessLog = deps.accessLog ?? false;
-  const app = new Hono();
+  // Not strict: "/installers/" is the listing's address, as much as "/installers".
+  const app = new Hono({ strict: false });
 
   // Metrics and access log around everything, including refusals.
   app.use(async (c, next) => {
@@ -210,6 +215,8 @@ export function createGatewayApp(deps: GatewayAppDeps): Hono {
   app.all("/metrics", methodNotAllowed("GET, HEAD"));
 
   if (deps.discovery) app.route("/discovery", deps.discovery);
+  if (deps.tuf) app.route("/tuf", deps.tuf);
+  if (deps.installers) app.route("/installers", deps.installers);
 
   app.notFound((c) => {
     return c.json({

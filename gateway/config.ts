@@ -44,6 +44,8 @@ export interface GatewayConfig {
   logLevel: LogLevel;
   /** Log every request (JSON, level info). */
   accessLog?: boolean;
+  /** The release repository served at `/tuf` and `/installers` (default `HOME/repository`). */
+  repository?: string;
 }
 
 interface Setting {
@@ -74,6 +76,7 @@ const SETTINGS = {
   workers: { flag: "workers", env: "TRUECLOUD_GATEWAY_WORKERS" },
   logLevel: { flag: "log-level", env: "TRUECLOUD_LOG_LEVEL" },
   accessLog: { flag: "access-log", env: "TRUECLOUD_ACCESS_LOG", boolean: true },
+  repository: { flag: "repository", env: "TRUECLOUD_REPOSITORY" },
 } satisfies Record<string, Setting>;
 
 /** The usage text of the gateway's flags. */
@@ -96,6 +99,7 @@ Flags (each also read from the environment variable shown; a flag wins):
   --workers N                   serving threads, 1 to 16               TRUECLOUD_GATEWAY_WORKERS (cores, at most 4)
   --log-level LEVEL             debug, info, warn or error             TRUECLOUD_LOG_LEVEL (info)
   --access-log                  log every request                      TRUECLOUD_ACCESS_LOG (false)
+  --repository DIR              release repository (/tuf, /installers) TRUECLOUD_REPOSITORY (HOME/repository)
   --help                        show this text`;
 
 /** Where configuration comes from: argv and an environment lookup. */
@@ -272,5 +276,6 @@ export function loadGatewayConfig(source: ConfigSource): GatewayConfig | "help" 
     workers,
     logLevel: level as LogLevel,
     accessLog: accessLog!,
+    repository: raw(SETTINGS.repository) ?? `${home}/repository`,
   };
 }

@@ -13,6 +13,7 @@
  */
 
 import { DiscoveryService } from "../discovery/mod.ts";
+import { createInstallersApp, createTufApp } from "../library/mod.ts";
 import { ConfigError, discardLogger, type Logger, newUuid } from "../protocol/mod.ts";
 import { createGatewayApp } from "./app.ts";
 import type { GatewayConfig } from "./config.ts";
@@ -253,6 +254,8 @@ export class Gateway {
         const app = createGatewayApp({
           discovery: discovery.app,
           feed: discovery.renderFeed,
+          tuf: config.repository ? createTufApp(config.repository) : undefined,
+          installers: config.repository ? createInstallersApp(config.repository) : undefined,
           metrics,
           log: log.child("http"),
           rateLimit: config.rateLimit,

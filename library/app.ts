@@ -161,7 +161,7 @@ ${rows}
 </body></html>`);
   });
 
-  app.get("/keys/", async (c) => {
+  app.get("/keys", async (c) => {
     const keys = await listKeys(dir);
     return c.json({ keys: keys.map((k) => `${base}/keys/${k}`) });
   });

@@ -8,3 +8,5 @@
 export * from "./app.ts";
 export * from "./repository.ts";
 export * from "./tuf.ts";
+export * from "./dev_release.ts";
+export * from "./files.ts";

@@ -1,6 +1,8 @@
 // End-to-end: `deno task start` as a user runs it, then the feed over HTTPS from real clients.
 import assert from "node:assert/strict";
 import { readFeed } from "../discovery/mod.ts";
+import { installed } from "../protocol/_test_tools.ts";
+import { parsePublicKey, verifyMinisign } from "../signing/mod.ts";
 
 const root = new URL("..", import.meta.url).pathname;
 
@@ -51,7 +53,7 @@ async function startCloud(home: string) {
   return { child, lines, stderr, rest };
 }
 
-Deno.test("deno task start runs the local cloud; its feed verifies over HTTPS; Ctrl-C stops it cleanly", async () => {
+Deno.test("deno task start runs the local cloud; its feed and its release verify over HTTPS; Ctrl-C stops it cleanly", async () => {
   const home = await Deno.makeTempDir({ prefix: "truecloud-e2e-" });
   const { child, lines, stderr, rest } = await startCloud(home);
   let client: Deno.HttpClient | undefined;
@@ -111,6 +113,72 @@ Deno.test("deno task start runs the local cloud; its feed verifies over HTTPS; C
       assert.equal(code, "200");
       assert.equal(version, proto === "--http2" ? "2" : "1.1");
     }
+    // The development release: listed, signed with minisign (and countersigned), and a TUF
+    // repository that tuf-js, a client we did not write, verifies.
+    const listing = await (await fetch(`${gateway}/installers/`, {
+      client,
+      headers: { accept: "application/json" },
+    }))
+      .json();
+    const tarball = listing.installers.find((i: { name: string }) => i.name.endsWith(".tar.gz"));
+    assert.ok(tarball, JSON.stringify(listing));
+    assert.equal(tarball.development, true);
+    const bytes = new Uint8Array(
+      await (await fetch(`${gateway}${tarball.url}`, { client })).arrayBuffer(),
+    );
+    assert.equal(bytes.length, tarball.length);
+    for (
+      const [sigUrl, keyName] of [[tarball.minisig, "release-1.pub"], [
+        tarball.minisig2,
+        "release-2.pub",
+      ]]
+    ) {
+      const sig = await (await fetch(`${gateway}${sigUrl}`, { client })).text();
+      const pub = await (await fetch(`${gateway}/installers/keys/${keyName}`, { client })).text();
+      assert.match(
+        await verifyMinisign(parsePublicKey(pub), sig, bytes),
+        /^truecloud 0\.1\.0-dev file:.*development$/,
+      );
+      if (installed("minisign")) {
+        const dir = await Deno.makeTempDir();
+        await Deno.writeFile(`${dir}/f`, bytes);
+        await Deno.writeTextFile(`${dir}/f.minisig`, sig);
+        await Deno.writeTextFile(`${dir}/k.pub`, pub);
+        const v = await new Deno.Command("minisign", {
+          args: ["-V", "-p", `${dir}/k.pub`, "-m", `${dir}/f`],
+          stdout: "piped",
+          stderr: "piped",
+        })
+          .output();
+        await Deno.remove(dir, { recursive: true });
+        assert.equal(v.code, 0, new TextDecoder().decode(v.stderr));
+      } else {console.warn(
+          "deno task start test: minisign is not installed, so its minisign -V check is skipped",
+        );}
+    }
+    const work = await Deno.makeTempDir();
+    const probe = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "--config",
+        `${root}deno.json`,
+        "-A",
+        `${root}library/_tuf_client_probe.ts`,
+        `${gateway}/tuf`,
+        `${home}/repository/1.root.json`,
+        `installers/${tarball.name}`,
+        work,
+      ],
+      env: { DENO_CERT: `${home}/tls/gateway-cert.pem`, NO_COLOR: "1" },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    await Deno.remove(work, { recursive: true });
+    assert.deepEqual(JSON.parse(new TextDecoder().decode(probe.stdout).trim().split("\n").pop()!), {
+      ok: true,
+      length: tarball.length,
+    });
+
     const health = await fetch(`${gateway}/healthz`, { client });
     assert.equal(health.status, 200);
     await health.body?.cancel();
