@@ -7,7 +7,12 @@ const [base, rootFile, target, work] = Deno.args;
 try {
   await Deno.mkdir(`${work}/metadata`, { recursive: true });
   await Deno.mkdir(`${work}/targets`, { recursive: true });
-  await Deno.copyFile(rootFile, `${work}/metadata/root.json`);
+  // A work directory used before keeps its trusted metadata (that is what rollback checks need).
+  try {
+    await Deno.stat(`${work}/metadata/root.json`);
+  } catch {
+    await Deno.copyFile(rootFile, `${work}/metadata/root.json`);
+  }
   const updater = new Updater({
     metadataBaseUrl: base,
     targetBaseUrl: `${base}/targets`,

@@ -10,3 +10,4 @@ export * from "./repository.ts";
 export * from "./tuf.ts";
 export * from "./dev_release.ts";
 export * from "./files.ts";
+export * from "./client.ts";
