@@ -1,0 +1,71 @@
+// End-to-end: the development release served by a gateway, fetched with deno task fetch-installer.
+import assert from "node:assert/strict";
+import { ensureSelfSigned, Gateway } from "../gateway/mod.ts";
+import { buildDevelopmentRelease } from "../library/mod.ts";
+import { testConfig } from "./_config.ts";
+
+const root = new URL("..", import.meta.url).pathname;
+
+async function cli(cwd: string, ...args: string[]) {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["task", "--config", `${root}deno.json`, "-q", "fetch-installer", ...args],
+    cwd,
+    env: { NO_COLOR: "1", INIT_CWD: cwd },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  return {
+    code: out.code,
+    stdout: new TextDecoder().decode(out.stdout),
+    stderr: new TextDecoder().decode(out.stderr),
+  };
+}
+
+Deno.test("deno task fetch-installer lists, downloads and verifies through TUF, and refuses tampering", async () => {
+  const home = await Deno.makeTempDir({ prefix: "truecloud-fetch-" });
+  const src = `${home}/src`;
+  await Deno.mkdir(src);
+  await Deno.writeTextFile(`${src}/README.md`, "a tiny source tree\n");
+  const release = await buildDevelopmentRelease({
+    repository: `${home}/repository`,
+    keysDir: `${home}/keys`,
+    sourceRoot: src,
+  });
+  const tls = await ensureSelfSigned(`${home}/tls`);
+  const gw = await Gateway.start(testConfig(home, { repository: `${home}/repository` }), { tls });
+  try {
+    const common = ["--gateway", gw.url, "--cacert", tls.certPath, "--trust-dir", "trust"];
+    const none = await cli(home, "truecloud-0.1.0-dev.tar.gz", ...common);
+    assert.equal(none.code, 2);
+    assert.match(none.stderr, /no trusted root/);
+
+    const list = await cli(home, "--list", ...common, "--root", `${home}/repository/1.root.json`);
+    assert.equal(list.code, 0, list.stderr);
+    for (const name of release.installers) {
+      assert.match(
+        list.stdout,
+        new RegExp(`^${name.replaceAll(".", "\\.")}\\t0\\.1\\.0-dev\\t`, "m"),
+      );
+    }
+
+    const got = await cli(home, "truecloud-0.1.0-dev.tar.gz", ...common, "--out", "dl.tar.gz");
+    assert.equal(got.code, 0, got.stderr);
+    assert.match(got.stdout, /verified through TUF \(root v1\)/);
+    const expected = await Deno.readFile(
+      `${home}/repository/targets/installers/truecloud-0.1.0-dev.tar.gz`,
+    );
+    assert.deepEqual(await Deno.readFile(`${home}/dl.tar.gz`), expected);
+
+    await Deno.writeFile(
+      `${home}/repository/targets/installers/truecloud-0.1.0-dev.tar.gz`,
+      expected.map((b) => b ^ 1),
+    );
+    const bad = await cli(home, "truecloud-0.1.0-dev.tar.gz", ...common, "--out", "bad.tar.gz");
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /^fetch-installer: refused \(bad_hash\)/);
+    await assert.rejects(Deno.stat(`${home}/bad.tar.gz`), Deno.errors.NotFound);
+  } finally {
+    await gw.stop();
+    await Deno.remove(home, { recursive: true });
+  }
+});
