@@ -3,6 +3,7 @@ import { Hono } from "hono";
 import { makeSelfSigned, serveHttps } from "../gateway/mod.ts";
 import { toHttpError } from "../protocol/mod.ts";
 import { createTufApp } from "./app.ts";
+import { verifyFile } from "./client.ts";
 import { addTargetFile, describeTarget, writeMetadata } from "./repository.ts";
 import {
   buildRoot,
@@ -151,6 +152,19 @@ Deno.test("the repository routes refuse path traversal and unknown files", async
       (await app.request("/tuf/1.root.json", { headers: { "if-none-match": tag } })).status,
       304,
     );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("verifyFile() checks length and SHA-256 of a file on disk", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeFile(`${dir}/f`, new Uint8Array(9 * 1024 * 1024).fill(3)); // spans two 8 MiB blocks
+    const info = await describeTarget(`${dir}/f`, "f");
+    assert.equal(await verifyFile(`${dir}/f`, info), true);
+    assert.equal(await verifyFile(`${dir}/f`, { ...info, length: info.length - 1 }), false);
+    assert.equal(await verifyFile(`${dir}/f`, { ...info, sha256: "0".repeat(64) }), false);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
