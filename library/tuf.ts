@@ -42,7 +42,20 @@ export interface TufSigner {
  * @returns The signer.
  */
 export function tufSigner(seed: Uint8Array): TufSigner {
-  const publicKey = ed25519.getPublicKey(seed);
+  const { keyId, key } = tufPublicKey(ed25519.getPublicKey(seed));
+  const secret = seed.slice();
+  return {
+    keyId,
+    key,
+    sign: (data) => new Signature({ keyID: keyId, sig: hex(ed25519.sign(data, secret)) }),
+  };
+}
+
+/**
+ * The TUF form of an Ed25519 public key and its key id (SHA-256 of the key's canonical JSON).
+ * @param publicKey 32 bytes.
+ */
+export function tufPublicKey(publicKey: Uint8Array): { keyId: string; key: Key } {
   const keyJson = { keytype: "ed25519", scheme: "ed25519", keyval: { public: hex(publicKey) } };
   const keyId = hex(sha256(new TextEncoder().encode(canonicalize(keyJson))));
   const key = new Key({
@@ -51,12 +64,7 @@ export function tufSigner(seed: Uint8Array): TufSigner {
     scheme: "ed25519",
     keyVal: keyJson.keyval,
   });
-  const secret = seed.slice();
-  return {
-    keyId,
-    key,
-    sign: (data) => new Signature({ keyID: keyId, sig: hex(ed25519.sign(data, secret)) }),
-  };
+  return { keyId, key };
 }
 
 /** Expiry in the TUF form, `YYYY-MM-DDTHH:MM:SSZ`. */
