@@ -8,7 +8,7 @@
  */
 
 import { RecordPublisher, type SolicitingData } from "../discovery/mod.ts";
-import { buildDevelopmentRelease } from "../library/mod.ts";
+import { buildDevelopmentRelease, TimestampRefresher } from "../library/mod.ts";
 import { Gateway, type GatewayConfig } from "../gateway/mod.ts";
 import { ensureSelfSigned } from "../gateway/mod.ts";
 import {
@@ -82,6 +82,7 @@ export class LocalCloud {
   readonly published: SolicitingData[];
   readonly #client: Deno.HttpClient;
   readonly #log: Logger;
+  readonly #refresher: TimestampRefresher;
 
   private constructor(
     replicas: Gateway[],
@@ -90,7 +91,9 @@ export class LocalCloud {
     published: SolicitingData[],
     client: Deno.HttpClient,
     log: Logger,
+    refresher: TimestampRefresher,
   ) {
+    this.#refresher = refresher;
     this.gateway = replicas[0];
     this.replicas = replicas;
     this.publishers = publishers;
@@ -124,6 +127,12 @@ export class LocalCloud {
     log.info("Development release built", {
       version: release.version,
       installers: release.installers,
+    });
+    // The timestamp key is online: keep the timestamp fresh while the cloud runs.
+    const refresher = new TimestampRefresher({
+      repository: release.repository,
+      signer: release.timestampSigner,
+      log: log.child("timestamp"),
     });
     const client = Deno.createHttpClient({ caCerts: [tls.cert] });
     const peerFetch: typeof fetch = (input, init) => fetch(input, { ...init, client });
@@ -209,7 +218,8 @@ export class LocalCloud {
         publishers.push(pub);
         published.push(data);
       }
-      return new LocalCloud(replicas, publishers, guardians, published, client, log);
+      refresher.start();
+      return new LocalCloud(replicas, publishers, guardians, published, client, log, refresher);
     } catch (err) {
       for (const r of replicas) await r.stop().catch(() => {});
       client.close();
@@ -235,6 +245,7 @@ export class LocalCloud {
 
   /** Stops the guardians, then every replica. */
   async stop(): Promise<void> {
+    this.#refresher.stop();
     for (const p of this.publishers) p.stop();
     for (const r of this.replicas) await r.stop();
     this.#client.close();

@@ -28,6 +28,7 @@ import {
   EXPIRY_DAYS,
   signWith,
   tufExpiry,
+  type TufSigner,
   tufSigner,
 } from "./tuf.ts";
 
@@ -101,6 +102,8 @@ export interface DevelopmentRelease {
   installers: string[];
   /** The repository directory. */
   repository: string;
+  /** The online timestamp key, for re-signing the timestamp while the cloud runs. */
+  timestampSigner: TufSigner;
 }
 
 /**
@@ -209,7 +212,12 @@ exec npx --yes deno@2.9.6 task start
         );
       }
     }
-    return { version, installers, repository: options.repository };
+    return {
+      version,
+      installers,
+      repository: options.repository,
+      timestampSigner: signers.timestamp,
+    };
   } finally {
     await Deno.remove(work, { recursive: true });
   }

@@ -11,3 +11,4 @@ export * from "./tuf.ts";
 export * from "./dev_release.ts";
 export * from "./files.ts";
 export * from "./client.ts";
+export * from "./timestamp.ts";
