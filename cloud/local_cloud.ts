@@ -132,6 +132,7 @@ export class LocalCloud {
     const refresher = new TimestampRefresher({
       repository: release.repository,
       signer: release.timestampSigner,
+      snapshotSigner: release.snapshotSigner,
       log: log.child("timestamp"),
     });
     const client = Deno.createHttpClient({ caCerts: [tls.cert] });

@@ -104,6 +104,8 @@ export interface DevelopmentRelease {
   repository: string;
   /** The online timestamp key, for re-signing the timestamp while the cloud runs. */
   timestampSigner: TufSigner;
+  /** The online snapshot key, likewise. */
+  snapshotSigner: TufSigner;
 }
 
 /**
@@ -217,6 +219,7 @@ exec npx --yes deno@2.9.6 task start
       installers,
       repository: options.repository,
       timestampSigner: signers.timestamp,
+      snapshotSigner: signers.snapshot,
     };
   } finally {
     await Deno.remove(work, { recursive: true });

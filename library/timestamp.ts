@@ -1,14 +1,21 @@
 /**
- * The online timestamp role: re-signs `timestamp.json` before it expires, so that clients never
- * see a frozen repository while the gateway is up. Runs where the timestamp key is held (the
- * gateway, or the local cloud).
+ * The online roles: re-sign `snapshot.json` and `timestamp.json` before they expire, so that
+ * clients never see a frozen repository while the gateway is up. Runs where the online keys are
+ * held (the gateway, or the local cloud).
  *
  * @module
  */
 
-import { Metadata, MetadataKind, type Timestamp } from "@tufjs/models";
+import { Metadata, MetadataKind, type Snapshot, type Timestamp } from "@tufjs/models";
 import { type Clock, discardLogger, type Logger, systemClock } from "../protocol/mod.ts";
-import { metadataBytes, signWith, tufExpiry, type TufSigner } from "./tuf.ts";
+import {
+  buildTimestamp,
+  EXPIRY_DAYS,
+  metadataBytes,
+  signWith,
+  tufExpiry,
+  type TufSigner,
+} from "./tuf.ts";
 
 /** Settings of a {@linkcode TimestampRefresher}. */
 export interface TimestampRefresherOptions {
@@ -16,8 +23,12 @@ export interface TimestampRefresherOptions {
   repository: string;
   /** The timestamp key. */
   signer: TufSigner;
+  /** The snapshot key; without it only the timestamp is refreshed. */
+  snapshotSigner?: TufSigner;
   /** Lifetime of each timestamp, in days (default 1). */
   days?: number;
+  /** Lifetime of each snapshot, in days (default 7). */
+  snapshotDays?: number;
   /** How often to check, in milliseconds (default one minute). */
   checkEveryMs?: number;
   /** Time source. */
@@ -26,9 +37,15 @@ export interface TimestampRefresherOptions {
   log?: Logger;
 }
 
+async function writeAtomically(path: string, bytes: Uint8Array): Promise<void> {
+  await Deno.writeFile(`${path}.tmp`, bytes);
+  await Deno.rename(`${path}.tmp`, path);
+}
+
 /**
- * Keeps `timestamp.json` fresh: whenever less than half of its lifetime is left, it writes the same
- * timestamp with the next version and a new expiry, signed by the timestamp key.
+ * Keeps the online metadata fresh: whenever less than half of its lifetime is left, the snapshot
+ * (if its key is here) and then the timestamp are written again with the next version and a new
+ * expiry. A new snapshot always gets a new timestamp that names it.
  */
 export class TimestampRefresher {
   readonly #o: TimestampRefresherOptions;
@@ -36,34 +53,63 @@ export class TimestampRefresher {
   readonly #log: Logger;
   #timer?: ReturnType<typeof setInterval>;
 
-  /** @param options Repository, key, lifetime, timing, clock and logger. */
+  /** @param options Repository, keys, lifetimes, timing, clock and logger. */
   constructor(options: TimestampRefresherOptions) {
     this.#o = options;
     this.#clock = options.clock ?? systemClock;
     this.#log = options.log ?? discardLogger;
   }
 
+  #stale(expires: string, days: number): boolean {
+    return Date.parse(expires) - this.#clock.now() <= (days * 86_400_000) / 2;
+  }
+
   /**
-   * Re-signs the timestamp if less than half its lifetime is left.
-   * @returns The version now published.
+   * Re-signs what is past half its lifetime.
+   * @returns The timestamp version now published.
    */
   async refresh(): Promise<number> {
-    const path = `${this.#o.repository}/timestamp.json`;
-    const md = Metadata.fromJSON(MetadataKind.Timestamp, JSON.parse(await Deno.readTextFile(path)));
-    const days = this.#o.days ?? 1;
-    const now = this.#clock.now();
-    const left = Date.parse(md.signed.expires) - now;
-    if (left > (days * 86_400_000) / 2) return md.signed.version;
-    const json = md.signed.toJSON() as Record<string, unknown>;
-    json.version = md.signed.version + 1;
-    json.expires = tufExpiry(new Date(now), days);
-    const next = new Metadata<Timestamp>(
-      Metadata.fromJSON(MetadataKind.Timestamp, { signed: json, signatures: [] } as never).signed,
-    );
+    const dir = this.#o.repository;
+    const now = new Date(this.#clock.now());
+    const read = async (name: string) => JSON.parse(await Deno.readTextFile(`${dir}/${name}`));
+    const ts = Metadata.fromJSON(MetadataKind.Timestamp, await read("timestamp.json"));
+    let snapshot: Metadata<Snapshot> | undefined;
+    const snapshotDays = this.#o.snapshotDays ?? EXPIRY_DAYS.snapshot;
+    if (this.#o.snapshotSigner) {
+      const current = Metadata.fromJSON(MetadataKind.Snapshot, await read("snapshot.json"));
+      if (this.#stale(current.signed.expires, snapshotDays)) {
+        const json = {
+          ...current.signed.toJSON(),
+          version: current.signed.version + 1,
+          expires: tufExpiry(now, snapshotDays),
+        };
+        snapshot = signWith(
+          Metadata.fromJSON(MetadataKind.Snapshot, { signed: json, signatures: [] } as never),
+          [this.#o.snapshotSigner],
+        );
+        await writeAtomically(`${dir}/snapshot.json`, metadataBytes(snapshot));
+        this.#log.info("Snapshot re-signed", { version: snapshot.signed.version });
+      }
+    }
+    const days = this.#o.days ?? EXPIRY_DAYS.timestamp;
+    if (!snapshot && !this.#stale(ts.signed.expires, days)) return ts.signed.version;
+    let next: Metadata<Timestamp>;
+    if (snapshot) {
+      next = buildTimestamp(snapshot, {
+        version: ts.signed.version + 1,
+        expires: tufExpiry(now, days),
+        development: ts.signed.unrecognizedFields["x-truecloud-development"] === true,
+      });
+    } else {
+      const json = {
+        ...ts.signed.toJSON(),
+        version: ts.signed.version + 1,
+        expires: tufExpiry(now, days),
+      };
+      next = Metadata.fromJSON(MetadataKind.Timestamp, { signed: json, signatures: [] } as never);
+    }
     signWith(next, [this.#o.signer]);
-    const tmp = `${path}.tmp`;
-    await Deno.writeFile(tmp, metadataBytes(next));
-    await Deno.rename(tmp, path);
+    await writeAtomically(`${dir}/timestamp.json`, metadataBytes(next));
     this.#log.info("Timestamp re-signed", {
       version: next.signed.version,
       expires: next.signed.expires,
@@ -74,7 +120,7 @@ export class TimestampRefresher {
   /** Checks now and then every interval. */
   start(): void {
     const run = () =>
-      this.refresh().catch((err) => this.#log.warn("Timestamp refresh failed", { err }));
+      this.refresh().catch((err) => this.#log.warn("Online metadata refresh failed", { err }));
     run();
     this.#timer = setInterval(run, this.#o.checkEveryMs ?? 60_000);
   }

@@ -44,3 +44,41 @@ Deno.test("TimestampRefresher re-signs the timestamp when half its life is gone,
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("TimestampRefresher re-signs the snapshot too, and a timestamp that names it", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.mkdir(`${dir}/src`);
+    await Deno.writeTextFile(`${dir}/src/a.txt`, "a\n");
+    const release = await buildDevelopmentRelease({
+      repository: `${dir}/repo`,
+      keysDir: `${dir}/keys`,
+      sourceRoot: `${dir}/src`,
+    });
+    const clock = new ManualClock(Date.now() + 4 * 86_400_000); // 4 days on: past half the snapshot's week
+    const refresher = new TimestampRefresher({
+      repository: release.repository,
+      signer: release.timestampSigner,
+      snapshotSigner: release.snapshotSigner,
+      clock,
+    });
+    assert.equal(await refresher.refresh(), 2);
+    const app = new Hono().route("/tuf", createTufApp(release.repository));
+    app.onError((err, c) => c.json(toHttpError(err).body, toHttpError(err).status as 404));
+    await Deno.mkdir(`${dir}/trust`);
+    await Deno.copyFile(`${release.repository}/1.root.json`, `${dir}/trust/root.json`);
+    const client = new TufClient({
+      metadataUrl: "http://r.test/tuf",
+      dir: `${dir}/trust`,
+      clock: new ManualClock(clock.now() + 5 * 86_400_000), // 9 days after the release
+      fetch: (i) => Promise.resolve(app.request(new URL(String(i)).pathname)),
+    });
+    await assert.rejects(client.update(), /expired/, "the timestamp of day 4 has expired by day 9");
+    clock.advance(5 * 86_400_000);
+    await refresher.refresh();
+    await client.update();
+    assert.deepEqual(client.versions, { timestamp: 3, snapshot: 3, targets: 1 });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
