@@ -46,6 +46,8 @@ export interface GatewayConfig {
   accessLog?: boolean;
   /** The release repository served at `/tuf` and `/installers` (default `HOME/repository`). */
   repository?: string;
+  /** Key files of the online roles, re-signed before they expire (both or neither). */
+  onlineKeys?: { timestamp: string; snapshot: string; passphraseFile: string };
 }
 
 interface Setting {
@@ -77,6 +79,9 @@ const SETTINGS = {
   logLevel: { flag: "log-level", env: "TRUECLOUD_LOG_LEVEL" },
   accessLog: { flag: "access-log", env: "TRUECLOUD_ACCESS_LOG", boolean: true },
   repository: { flag: "repository", env: "TRUECLOUD_REPOSITORY" },
+  timestampKey: { flag: "timestamp-key", env: "TRUECLOUD_TIMESTAMP_KEY" },
+  snapshotKey: { flag: "snapshot-key", env: "TRUECLOUD_SNAPSHOT_KEY" },
+  onlinePassphrase: { flag: "online-passphrase-file", env: "TRUECLOUD_ONLINE_PASSPHRASE_FILE" },
 } satisfies Record<string, Setting>;
 
 /** The usage text of the gateway's flags. */
@@ -100,6 +105,9 @@ Flags (each also read from the environment variable shown; a flag wins):
   --log-level LEVEL             debug, info, warn or error             TRUECLOUD_LOG_LEVEL (info)
   --access-log                  log every request                      TRUECLOUD_ACCESS_LOG (false)
   --repository DIR              release repository (/tuf, /installers) TRUECLOUD_REPOSITORY (HOME/repository)
+  --timestamp-key FILE, --snapshot-key FILE, --online-passphrase-file FILE
+                                online keys: keep the repository fresh TRUECLOUD_TIMESTAMP_KEY, …_SNAPSHOT_KEY,
+                                                                       …_ONLINE_PASSPHRASE_FILE
   --help                        show this text`;
 
 /** Where configuration comes from: argv and an environment lookup. */
@@ -256,6 +264,19 @@ export function loadGatewayConfig(source: ConfigSource): GatewayConfig | "help" 
     );
   }
 
+  const ts = raw(SETTINGS.timestampKey);
+  const snap = raw(SETTINGS.snapshotKey);
+  const pass = raw(SETTINGS.onlinePassphrase);
+  if (
+    [ts, snap, pass].some((v) => v !== undefined) && [ts, snap, pass].some((v) => v === undefined)
+  ) {
+    problems.push(
+      `${where(SETTINGS.timestampKey)}, ${where(SETTINGS.snapshotKey)} and ${
+        where(SETTINGS.onlinePassphrase)
+      } must be given together`,
+    );
+  }
+
   if (problems.length) {
     throw new ConfigError(`Invalid configuration:\n  ${problems.join("\n  ")}`);
   }
@@ -277,5 +298,8 @@ export function loadGatewayConfig(source: ConfigSource): GatewayConfig | "help" 
     logLevel: level as LogLevel,
     accessLog: accessLog!,
     repository: raw(SETTINGS.repository) ?? `${home}/repository`,
+    onlineKeys: ts && snap && pass
+      ? { timestamp: ts, snapshot: snap, passphraseFile: pass }
+      : undefined,
   };
 }

@@ -82,6 +82,15 @@ Deno.test("loadGatewayConfig() reports every bad value at once, naming flag and 
     (e: ConfigError) => /Unknown option '--nope'/.test(e.message),
   );
   assert.equal(loadGatewayConfig({ args: ["--help"], env: () => undefined }), "help");
+  assert.throws(
+    () => load(["--timestamp-key", "t.json"]),
+    (e: ConfigError) => /must be given together/.test(e.message),
+  );
+  assert.deepEqual(
+    load(["--timestamp-key", "t", "--snapshot-key", "s", "--online-passphrase-file", "p"])
+      .onlineKeys,
+    { timestamp: "t", snapshot: "s", passphraseFile: "p" },
+  );
 });
 
 Deno.test("property: loadGatewayConfig() either returns a valid config or throws ConfigError", () => {

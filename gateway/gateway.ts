@@ -13,7 +13,13 @@
  */
 
 import { DiscoveryService } from "../discovery/mod.ts";
-import { createInstallersApp, createTufApp } from "../library/mod.ts";
+import {
+  createInstallersApp,
+  createTufApp,
+  TimestampRefresher,
+  tufSigner,
+} from "../library/mod.ts";
+import { openKey } from "../signing/mod.ts";
 import { ConfigError, discardLogger, type Logger, newUuid } from "../protocol/mod.ts";
 import { createGatewayApp } from "./app.ts";
 import type { GatewayConfig } from "./config.ts";
@@ -194,6 +200,20 @@ export class Gateway {
         });
       }
     }
+    // The online keys, opened before anything starts: a wrong passphrase stops start-up at once.
+    let refresher: TimestampRefresher | undefined;
+    if (config.onlineKeys && config.repository) {
+      const k = config.onlineKeys;
+      const passphrase = (await Deno.readTextFile(k.passphraseFile)).replace(/\r?\n$/, "");
+      const open = async (file: string) =>
+        tufSigner((await openKey(JSON.parse(await Deno.readTextFile(file)), passphrase)).seed);
+      refresher = new TimestampRefresher({
+        repository: config.repository,
+        signer: await open(k.timestamp),
+        snapshotSigner: await open(k.snapshot),
+        log: log.child("online-roles"),
+      });
+    }
     let ca = deps.peerCa;
     if (!ca && config.peerCaFile) {
       const caFile = config.peerCaFile;
@@ -285,6 +305,7 @@ export class Gateway {
     }:${front.port}`;
     front.setPublicUrl(publicUrl);
     discovery.start();
+    refresher?.start();
     log.info("Gateway listening", {
       url: publicUrl,
       port: front.port,
@@ -292,6 +313,7 @@ export class Gateway {
       noDelay: front.noDelay,
     });
     return new Gateway(discovery, front, publicUrl, tls, log, () => {
+      refresher?.stop();
       exchange?.close();
       client?.close();
     });

@@ -1,7 +1,7 @@
 // End-to-end: the development release served by a gateway, fetched with deno task fetch-installer.
 import assert from "node:assert/strict";
 import { ensureSelfSigned, Gateway } from "../gateway/mod.ts";
-import { buildDevelopmentRelease } from "../library/mod.ts";
+import { buildDevelopmentRelease, DEVELOPMENT_PASSPHRASE } from "../library/mod.ts";
 import { testConfig } from "./_config.ts";
 
 const root = new URL("..", import.meta.url).pathname;
@@ -66,6 +66,46 @@ Deno.test("deno task fetch-installer lists, downloads and verifies through TUF, 
     await assert.rejects(Deno.stat(`${home}/bad.tar.gz`), Deno.errors.NotFound);
   } finally {
     await gw.stop();
+    await Deno.remove(home, { recursive: true });
+  }
+});
+
+Deno.test("a gateway holding the online keys opens them at start, and refuses a wrong passphrase", async () => {
+  const home = await Deno.makeTempDir({ prefix: "truecloud-online-" });
+  await Deno.mkdir(`${home}/src`);
+  await Deno.writeTextFile(`${home}/src/a.txt`, "a\n");
+  await buildDevelopmentRelease({
+    repository: `${home}/repository`,
+    keysDir: `${home}/keys`,
+    sourceRoot: `${home}/src`,
+  });
+  const tls = await ensureSelfSigned(`${home}/tls`);
+  await Deno.writeTextFile(`${home}/pass`, `${DEVELOPMENT_PASSPHRASE}\n`);
+  await Deno.writeTextFile(`${home}/wrong`, "not the passphrase\n");
+  const online = (pass: string) => ({
+    timestamp: `${home}/keys/timestamp.key.json`,
+    snapshot: `${home}/keys/snapshot.key.json`,
+    passphraseFile: `${home}/${pass}`,
+  });
+  try {
+    await assert.rejects(
+      Gateway.start(
+        testConfig(home, { repository: `${home}/repository`, onlineKeys: online("wrong") }),
+        { tls },
+      ),
+      /wrong passphrase/,
+    );
+    const gw = await Gateway.start(
+      testConfig(home, { repository: `${home}/repository`, onlineKeys: online("pass") }),
+      { tls },
+    );
+    const client = Deno.createHttpClient({ caCerts: [tls.cert] });
+    const res = await fetch(`${gw.url}/tuf/timestamp.json`, { client });
+    assert.equal(res.status, 200);
+    assert.equal((await res.json()).signed._type, "timestamp");
+    client.close();
+    await gw.stop();
+  } finally {
     await Deno.remove(home, { recursive: true });
   }
 });
