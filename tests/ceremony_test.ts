@@ -8,21 +8,10 @@ import { createTufApp } from "../library/mod.ts";
 import { Hono } from "hono";
 import { toHttpError } from "../protocol/mod.ts";
 
-const root = new URL("..", import.meta.url).pathname;
+import { runTask } from "./_config.ts";
 
-async function sign(cwd: string, ...args: string[]) {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["task", "--config", `${root}deno.json`, "-q", "sign", ...args],
-    cwd,
-    env: { NO_COLOR: "1", USER: "ceremony-test", INIT_CWD: cwd },
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  return {
-    code: out.code,
-    stdout: new TextDecoder().decode(out.stdout),
-    stderr: new TextDecoder().decode(out.stderr),
-  };
+function sign(cwd: string, ...args: string[]) {
+  return runTask("sign", args, { cwd, env: { USER: "ceremony-test" } });
 }
 
 Deno.test("deno task sign: a whole ceremony, airgap check, root rotation and revocation, transcript", async () => {

@@ -2,23 +2,10 @@
 import assert from "node:assert/strict";
 import { ensureSelfSigned, Gateway } from "../gateway/mod.ts";
 import { newUuid } from "../protocol/mod.ts";
-import { testConfig } from "./_config.ts";
+import { runTask, testConfig } from "./_config.ts";
 
-const root = new URL("..", import.meta.url).pathname;
-
-async function cli(...args: string[]) {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["task", "-q", "discovery", ...args],
-    cwd: root,
-    env: { NO_COLOR: "1" },
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  return {
-    code: out.code,
-    stdout: new TextDecoder().decode(out.stdout),
-    stderr: new TextDecoder().decode(out.stderr),
-  };
+function cli(...args: string[]) {
+  return runTask("discovery", args);
 }
 
 Deno.test("deno task discovery: keygen, publish, verify, withdraw, and one-line refusals", async () => {

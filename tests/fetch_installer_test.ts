@@ -2,23 +2,10 @@
 import assert from "node:assert/strict";
 import { ensureSelfSigned, Gateway } from "../gateway/mod.ts";
 import { buildDevelopmentRelease, DEVELOPMENT_PASSPHRASE } from "../library/mod.ts";
-import { testConfig } from "./_config.ts";
+import { runTask, testConfig } from "./_config.ts";
 
-const root = new URL("..", import.meta.url).pathname;
-
-async function cli(cwd: string, ...args: string[]) {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["task", "--config", `${root}deno.json`, "-q", "fetch-installer", ...args],
-    cwd,
-    env: { NO_COLOR: "1", INIT_CWD: cwd },
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  return {
-    code: out.code,
-    stdout: new TextDecoder().decode(out.stdout),
-    stderr: new TextDecoder().decode(out.stderr),
-  };
+function cli(cwd: string, ...args: string[]) {
+  return runTask("fetch-installer", args, { cwd });
 }
 
 Deno.test("deno task fetch-installer lists, downloads and verifies through TUF, and refuses tampering", async () => {
