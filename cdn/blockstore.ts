@@ -1,0 +1,182 @@
+/**
+ * A node's block store: CDN blocks in files named by their CID, bounded by the node's CDN quota,
+ * each block checked against its CID when written and when read (`docs/protocol/cdn.md`).
+ *
+ * @module
+ */
+
+import { CID } from "multiformats/cid";
+import { sha256 } from "multiformats/hashes/sha2";
+import { TrueCloudError, ValidationError } from "../protocol/mod.ts";
+
+/** Codecs the store accepts: raw leaves and dag-pb nodes. */
+const CODECS = new Set([0x55, 0x70]);
+
+/** Raised when a block is not in the store. */
+export class BlockNotFoundError extends TrueCloudError {
+  /** @param cid The missing block. */
+  constructor(cid: CID) {
+    super(`Block ${cid} is not here`, { code: "not_found", status: 404 });
+  }
+}
+
+/**
+ * Blocks on disk with a byte quota.
+ *
+ * It offers the `put`, `get` and `has` that `ipfs-unixfs-importer` and `-exporter` use.
+ */
+export class BlockStore {
+  readonly #dir: string;
+  readonly #quota: number;
+  #used = 0;
+  #reserved = 0;
+  #sizes = new Map<string, number>();
+  #writing = new Map<string, Promise<void>>();
+
+  private constructor(dir: string, quota: number) {
+    this.#dir = dir;
+    this.#quota = quota;
+  }
+
+  /**
+   * Opens (or creates) a store and counts what it holds.
+   * @param dir The directory.
+   * @param quotaBytes The most bytes it may hold.
+   */
+  static async open(dir: string, quotaBytes: number): Promise<BlockStore> {
+    await Deno.mkdir(dir, { recursive: true });
+    const s = new BlockStore(dir, quotaBytes);
+    for await (const shard of Deno.readDir(dir)) {
+      if (!shard.isDirectory) continue;
+      for await (const f of Deno.readDir(`${dir}/${shard.name}`)) {
+        if (!f.isFile || f.name.endsWith(".tmp")) continue;
+        const size = (await Deno.stat(`${dir}/${shard.name}/${f.name}`)).size;
+        s.#sizes.set(f.name, size);
+        s.#used += size;
+      }
+    }
+    return s;
+  }
+
+  /** Bytes held. */
+  get used(): number {
+    return this.#used;
+  }
+
+  /** Bytes still free under the quota. */
+  get free(): number {
+    return Math.max(0, this.#quota - this.#used);
+  }
+
+  #path(cid: CID): string {
+    const key = cid.toString();
+    return `${this.#dir}/${key.slice(-2)}/${key}`;
+  }
+
+  static async #check(cid: CID, bytes: Uint8Array): Promise<boolean> {
+    if (cid.multihash.code !== sha256.code) return false;
+    const digest = await sha256.digest(bytes);
+    return digest.digest.length === cid.multihash.digest.length &&
+      digest.digest.every((b, i) => b === cid.multihash.digest[i]);
+  }
+
+  /**
+   * Stores a block after checking it against its CID.
+   * @param cid The block's CID (SHA-256, raw or dag-pb).
+   * @param bytes The block.
+   * @returns The CID.
+   * @throws {ValidationError} When the block does not match its CID or the codec is not allowed.
+   * @throws {TrueCloudError} `quota_exceeded` when it would go over the quota.
+   */
+  async put(cid: CID, bytes: Uint8Array): Promise<CID> {
+    if (!CODECS.has(cid.code)) {
+      throw new ValidationError(`Codec 0x${cid.code.toString(16)} is not stored here`);
+    }
+    if (!(await BlockStore.#check(cid, bytes))) {
+      throw new ValidationError(`Block does not match its CID ${cid}`, { code: "block_mismatch" });
+    }
+    const key = cid.toString();
+    if (this.#sizes.has(key)) return cid;
+    // The importer writes blocks in parallel, and equal chunks share a CID: one write per block.
+    const pending = this.#writing.get(key);
+    if (pending) {
+      await pending;
+      return cid;
+    }
+    if (this.#used + this.#reserved + bytes.length > this.#quota) {
+      throw new TrueCloudError(
+        `Storing ${bytes.length} more bytes would exceed this node's CDN quota of ${this.#quota}`,
+        { code: "quota_exceeded", status: 507 },
+      );
+    }
+    const path = this.#path(cid);
+    this.#reserved += bytes.length;
+    const write = (async () => {
+      await Deno.mkdir(path.slice(0, path.lastIndexOf("/")), { recursive: true });
+      await Deno.writeFile(`${path}.tmp`, bytes);
+      await Deno.rename(`${path}.tmp`, path);
+    })();
+    this.#writing.set(key, write);
+    try {
+      await write;
+      this.#sizes.set(key, bytes.length);
+      this.#used += bytes.length;
+    } finally {
+      this.#reserved -= bytes.length;
+      this.#writing.delete(key);
+    }
+    return cid;
+  }
+
+  /**
+   * Reads a block, checking it against its CID (a damaged block is deleted and reported missing).
+   * @param cid The block's CID.
+   * @throws {BlockNotFoundError} When it is not here, or was damaged.
+   */
+  async *get(cid: CID): AsyncGenerator<Uint8Array> {
+    yield await this.getBlock(cid);
+  }
+
+  /**
+   * Reads a whole block.
+   * @param cid The block's CID.
+   * @throws {BlockNotFoundError} When it is not here, or was damaged.
+   */
+  async getBlock(cid: CID): Promise<Uint8Array> {
+    let bytes: Uint8Array;
+    try {
+      bytes = await Deno.readFile(this.#path(cid));
+    } catch {
+      throw new BlockNotFoundError(cid);
+    }
+    if (!(await BlockStore.#check(cid, bytes))) {
+      await this.delete(cid);
+      throw new BlockNotFoundError(cid);
+    }
+    return bytes;
+  }
+
+  /**
+   * Tells whether a block is here.
+   * @param cid The block's CID.
+   */
+  has(cid: CID): Promise<boolean> {
+    return Promise.resolve(this.#sizes.has(cid.toString()));
+  }
+
+  /**
+   * Deletes a block (no error if absent).
+   * @param cid The block's CID.
+   */
+  async delete(cid: CID): Promise<void> {
+    const key = cid.toString();
+    await Deno.remove(this.#path(cid)).catch(() => {});
+    const size = this.#sizes.get(key);
+    if (size !== undefined) {
+      this.#sizes.delete(key);
+      this.#used -= size;
+    }
+  }
+}
+
+export { CID };

@@ -1,0 +1,122 @@
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import fc from "fast-check";
+import { CID } from "multiformats/cid";
+import * as raw from "multiformats/codecs/raw";
+import { sha256 } from "multiformats/hashes/sha2";
+import { ValidationError } from "../protocol/mod.ts";
+import { BlockNotFoundError, BlockStore } from "./blockstore.ts";
+import { addContent, CHUNK_SIZE, parseCid, readContent } from "./content.ts";
+
+async function collect(it: AsyncIterable<Uint8Array>): Promise<Uint8Array> {
+  const parts: Uint8Array[] = [];
+  for await (const p of it) parts.push(p);
+  return new Uint8Array(await new Blob(parts as Uint8Array<ArrayBuffer>[]).arrayBuffer());
+}
+
+/** n random bytes (no two chunks alike, so nothing is deduplicated). */
+function pattern(n: number): Uint8Array {
+  const out = new Uint8Array(n);
+  for (let i = 0; i < n; i += 65536) {
+    crypto.getRandomValues(out.subarray(i, Math.min(n, i + 65536)));
+  }
+  return out;
+}
+
+Deno.test("addContent() gives small content the IPFS raw-leaf CID whose digest is its SHA-256", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const store = await BlockStore.open(dir, 1 << 20);
+    const bytes = new TextEncoder().encode("hello world\n");
+    const { cid, size } = await addContent(store, bytes);
+    assert.equal(cid.toString(), "bafkreifjjcie6lypi6ny7amxnfftagclbuxndqonfipmb64f2km2devei4");
+    assert.equal(size, 12);
+    const digest = createHash("sha256").update(bytes).digest("hex");
+    assert.equal(
+      Array.from(cid.multihash.digest, (b) => b.toString(16).padStart(2, "0")).join(""),
+      digest,
+    );
+    assert.deepEqual(await collect(readContent(store, cid)), bytes);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("addContent() chunks large content into verified 1 MiB raw leaves under a dag-pb root", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const store = await BlockStore.open(dir, 64 << 20);
+    const data = pattern(3 * CHUNK_SIZE + 12345);
+    async function* stream() {
+      for (let i = 0; i < data.length; i += 65536) yield data.subarray(i, i + 65536);
+    }
+    const { cid, size } = await addContent(store, stream());
+    assert.equal(size, data.length);
+    assert.match(cid.toString(), /^bafy/);
+    // Each leaf is the raw CID of its chunk.
+    for (let i = 0; i < 4; i++) {
+      const chunk = data.subarray(i * CHUNK_SIZE, (i + 1) * CHUNK_SIZE);
+      assert.ok(await store.has(CID.createV1(raw.code, await sha256.digest(chunk))), `leaf ${i}`);
+    }
+    assert.deepEqual(await collect(readContent(store, cid)), data);
+    await fc.assert(
+      fc.asyncProperty(
+        fc.nat({ max: data.length - 1 }),
+        fc.nat({ max: 3 * CHUNK_SIZE }),
+        async (offset, length) => {
+          const want = data.subarray(offset, Math.min(data.length, offset + length));
+          assert.deepEqual(
+            await collect(readContent(store, cid, { offset, length: want.length })),
+            want,
+          );
+        },
+      ),
+      { numRuns: 30 },
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("BlockStore keeps to its quota, refuses blocks that do not match their CID, and drops damaged ones", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const store = await BlockStore.open(dir, 2 * CHUNK_SIZE);
+    await assert.rejects(
+      addContent(store, pattern(3 * CHUNK_SIZE)),
+      (e: Error & { code?: string }) => e.code === "quota_exceeded",
+    );
+    assert.equal(store.used, 0, "a refused add leaves nothing behind");
+    const good = new TextEncoder().encode("good");
+    const cid = CID.createV1(raw.code, await sha256.digest(good));
+    await assert.rejects(store.put(cid, new TextEncoder().encode("evil")), ValidationError);
+    await store.put(cid, good);
+    // Damage on disk is caught on read, and the block is then missing.
+    const key = cid.toString();
+    await Deno.writeFile(`${dir}/${key.slice(-2)}/${key}`, new TextEncoder().encode("rot!"));
+    await assert.rejects(store.getBlock(cid), BlockNotFoundError);
+    assert.equal(await store.has(cid), false);
+    // A reopened store counts what it holds.
+    const again = await BlockStore.open(dir, 2 * CHUNK_SIZE);
+    assert.equal(again.used, store.used);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("parseCid() takes CIDv1 raw or dag-pb with SHA-256 only", () => {
+  assert.equal(
+    parseCid("bafkreifjjcie6lypi6ny7amxnfftagclbuxndqonfipmb64f2km2devei4").code,
+    raw.code,
+  );
+  for (
+    const bad of [
+      "",
+      "hello",
+      "QmYyQSo1c1Ym7orWxLYvCrM2EmxFTANf8wXmmE7DWjhx5N",
+      "bafyreigh2akiscaildc",
+    ]
+  ) {
+    assert.throws(() => parseCid(bad), ValidationError, bad);
+  }
+});

@@ -1,0 +1,9 @@
+/**
+ * The CDN (`docs/protocol/cdn.md`): content addressing with UnixFS CIDs and the node's block store.
+ * Publishing, placement and the gateway's egress are built on these.
+ *
+ * @module
+ */
+
+export * from "./blockstore.ts";
+export * from "./content.ts";
