@@ -47,9 +47,9 @@ Deno.test("addContent() chunks large content into verified 1 MiB raw leaves unde
   try {
     const store = await BlockStore.open(dir, 64 << 20);
     const data = pattern(3 * CHUNK_SIZE + 12345);
-    async function* stream() {
+    const stream = async function* () {
       for (let i = 0; i < data.length; i += 65536) yield data.subarray(i, i + 65536);
-    }
+    };
     const { cid, size } = await addContent(store, stream());
     assert.equal(size, data.length);
     assert.match(cid.toString(), /^bafy/);
