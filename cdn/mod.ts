@@ -7,3 +7,4 @@
 
 export * from "./blockstore.ts";
 export * from "./content.ts";
+export * from "./egress.ts";

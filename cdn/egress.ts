@@ -1,0 +1,263 @@
+/**
+ * The CDN's HTTP egress, as a Hono sub-app for the gateway (`GET /cdn/{name-or-CID}`,
+ * `docs/protocol/cdn.md`): strong ETags from CIDs, immutable caching for CIDs, `If-None-Match`,
+ * single and multiple byte ranges (206, `multipart/byteranges`, 416), `HEAD`, content types, gzip
+ * for text, and an index of public content. It serves only what its catalogue says is public:
+ * members-only content is never found here, by name or by CID.
+ *
+ * @module
+ */
+
+import { type Context, Hono } from "hono";
+import type { CID } from "multiformats/cid";
+import { NotFoundError, TrueCloudError, ValidationError } from "../protocol/mod.ts";
+import { parseCid } from "./content.ts";
+
+/** A published object as the egress sees it. */
+export interface PublishedObject {
+  /** Its name, if published under one. */
+  name?: string;
+  /** Its address. */
+  cid: CID;
+  /** Length in bytes. */
+  size: number;
+  /** Media type. */
+  type: string;
+  /** Who may see it. */
+  visibility: "public" | "members";
+}
+
+/** Where the egress finds what is published, and its bytes. */
+export interface ContentSource {
+  /** The newest object published under a name, or `undefined`. */
+  byName(name: string): Promise<PublishedObject | undefined>;
+  /** The object with this CID, if published, or `undefined`. */
+  byCid(cid: CID): Promise<PublishedObject | undefined>;
+  /** Every named object, for the index. */
+  list(): Promise<PublishedObject[]>;
+  /** The bytes of an object, or of a range of it. */
+  read(cid: CID, range?: { offset: number; length: number }): AsyncIterable<Uint8Array>;
+}
+
+/** A byte range, inclusive. */
+interface Span {
+  start: number;
+  end: number;
+}
+
+const MAX_RANGES = 16;
+
+/**
+ * Parses a `Range` header (RFC 9110 §14.2) against a size.
+ * @returns The ranges, `"unsatisfiable"`, or `undefined` to ignore the header and send everything.
+ */
+export function parseRanges(header: string, size: number): Span[] | "unsatisfiable" | undefined {
+  const m = /^bytes=(.+)$/.exec(header.trim());
+  if (!m) return undefined;
+  const parts = m[1].split(",").map((p) => p.trim());
+  if (parts.length > MAX_RANGES) return undefined; // too many: send the whole, as RFC 9110 allows
+  const spans: Span[] = [];
+  for (const p of parts) {
+    const r = /^(\d{0,15})-(\d{0,15})$/.exec(p);
+    if (!r || (r[1] === "" && r[2] === "")) return undefined;
+    if (r[1] === "") {
+      const n = Number(r[2]);
+      if (n > 0 && size > 0) spans.push({ start: Math.max(0, size - n), end: size - 1 });
+      continue;
+    }
+    const start = Number(r[1]);
+    if (r[2] !== "" && Number(r[2]) < start) return undefined;
+    if (start >= size) continue;
+    spans.push({ start, end: r[2] === "" ? size - 1 : Math.min(Number(r[2]), size - 1) });
+  }
+  return spans.length ? spans : "unsatisfiable";
+}
+
+const TEXT = /^(text\/|application\/(json|xml|javascript|rss\+xml|atom\+xml)|image\/svg\+xml)/;
+
+const esc = (s: string) =>
+  s.replace(
+    /[&<>"']/g,
+    (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]!,
+  );
+
+function stream(it: AsyncIterable<Uint8Array>): ReadableStream<Uint8Array> {
+  const iter = it[Symbol.asyncIterator]();
+  return new ReadableStream({
+    async pull(c) {
+      const { value, done } = await iter.next();
+      if (done) c.close();
+      else c.enqueue(value);
+    },
+    async cancel() {
+      await iter.return?.();
+    },
+  });
+}
+
+/**
+ * Builds the egress sub-app, to mount at `/cdn`.
+ * @param source The catalogue and the bytes.
+ * @returns The Hono app.
+ */
+export function createCdnApp(source: ContentSource): Hono {
+  const app = new Hono();
+
+  const index = async (c: Context) => {
+    const list = (await source.list()).filter((o) => o.visibility === "public" && o.name);
+    const entries = list.map((o) => ({
+      name: o.name!,
+      cid: o.cid.toString(),
+      size: o.size,
+      type: o.type,
+    }));
+    if (
+      (c.req.header("accept") ?? "").includes("application/json") ||
+      c.req.query("format") === "json"
+    ) {
+      return c.json({ objects: entries });
+    }
+    const rows = entries.map((e) =>
+      `<tr><td><a href="/cdn/${esc(encodeURIComponent(e.name))}">${
+        esc(e.name)
+      }</a></td><td>${e.size}</td>` +
+      `<td>${esc(e.type)}</td><td><a href="/cdn/${e.cid}"><code>${e.cid}</code></a></td></tr>`
+    ).join("\n");
+    return c.html(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>True Cloud CDN</title></head>
+<body><h1>Public content</h1>
+<table><thead><tr><th>name</th><th>bytes</th><th>type</th><th>address</th></tr></thead>
+<tbody>
+${rows}
+</tbody></table></body></html>`);
+  };
+  app.get("/", index);
+
+  app.get("/*", async (c) => {
+    const raw = c.req.path.slice(c.req.path.indexOf("/cdn/") + "/cdn/".length);
+    if (raw === "") return index(c); // "/cdn/" as well as "/cdn"
+    let key: string;
+    try {
+      key = decodeURIComponent(raw);
+    } catch {
+      throw new ValidationError("Malformed percent-encoding in the path", { code: "invalid" });
+    }
+    if (
+      key.length > 512 || [...key].some((ch) => ch < " " || ch === "\\") ||
+      key.split("/").some((s) => s === ".." || s === ".")
+    ) {
+      throw new ValidationError("Not a name or address", { code: "invalid" });
+    }
+    let obj: PublishedObject | undefined;
+    let byAddress = false;
+    if (/^b[a-z2-7]{20,}$/.test(key)) {
+      byAddress = true;
+      obj = await source.byCid(parseCid(key));
+    } else {
+      obj = await source.byName(key);
+    }
+    // Members-only content does not exist here: the same 404 as for nothing at all.
+    if (!obj || obj.visibility !== "public") {
+      throw new NotFoundError("Nothing public at this name or address");
+    }
+
+    const etag = `"${obj.cid}"`;
+    const headers: Record<string, string> = {
+      etag,
+      "accept-ranges": "bytes",
+      "content-type": obj.type,
+      "x-content-address": obj.cid.toString(),
+      "cache-control": byAddress ? "public, max-age=31536000, immutable" : "public, max-age=60",
+      vary: "accept-encoding",
+    };
+    const inm = c.req.header("if-none-match");
+    if (
+      inm &&
+      (inm.trim() === "*" || inm.split(/\s*,\s*/).map((t) => t.replace(/^W\//, "")).includes(etag))
+    ) {
+      return new Response(null, { status: 304, headers });
+    }
+    const rangeHeader = c.req.header("range");
+    const ifRange = c.req.header("if-range");
+    const ranges = rangeHeader && (!ifRange || ifRange === etag)
+      ? parseRanges(rangeHeader, obj.size)
+      : undefined;
+    if (ranges === "unsatisfiable") {
+      return new Response(null, {
+        status: 416,
+        headers: { ...headers, "content-range": `bytes */${obj.size}` },
+      });
+    }
+    const head = c.req.method === "HEAD";
+    if (ranges && ranges.length === 1) {
+      const [r] = ranges;
+      const len = r.end - r.start + 1;
+      return new Response(
+        head ? null : stream(source.read(obj.cid, { offset: r.start, length: len })),
+        {
+          status: 206,
+          headers: {
+            ...headers,
+            "content-range": `bytes ${r.start}-${r.end}/${obj.size}`,
+            "content-length": String(len),
+          },
+        },
+      );
+    }
+    if (ranges) {
+      const boundary = `tc-${crypto.randomUUID()}`;
+      const enc = new TextEncoder();
+      const part = (r: Span) =>
+        enc.encode(
+          `--${boundary}\r\ncontent-type: ${
+            obj!.type
+          }\r\ncontent-range: bytes ${r.start}-${r.end}/${obj!.size}\r\n\r\n`,
+        );
+      const tail = enc.encode(`--${boundary}--\r\n`);
+      const total = ranges.reduce((n, r) => n + part(r).length + (r.end - r.start + 1) + 2, 0) +
+        tail.length;
+      const o = obj;
+      const body = async function* () {
+        for (const r of ranges as Span[]) {
+          yield part(r);
+          yield* source.read(o.cid, { offset: r.start, length: r.end - r.start + 1 });
+          yield enc.encode("\r\n");
+        }
+        yield tail;
+      };
+      return new Response(head ? null : stream(body()), {
+        status: 206,
+        headers: {
+          ...headers,
+          "content-type": `multipart/byteranges; boundary=${boundary}`,
+          "content-length": String(total),
+        },
+      });
+    }
+    const gzip = TEXT.test(obj.type) && /\bgzip\b/.test(c.req.header("accept-encoding") ?? "") &&
+      obj.size > 256;
+    if (gzip) {
+      const body = head
+        ? null
+        : (stream(source.read(obj.cid)) as ReadableStream<BufferSource>).pipeThrough(
+          new CompressionStream("gzip"),
+        );
+      // A compressed representation is a different one: its ETag says so.
+      return new Response(body, {
+        headers: { ...headers, "content-encoding": "gzip", etag: `"${obj.cid}-gzip"` },
+      });
+    }
+    return new Response(head ? null : stream(source.read(obj.cid)), {
+      headers: { ...headers, "content-length": String(obj.size) },
+    });
+  });
+
+  app.all("/*", (c) => {
+    c.header("allow", "GET, HEAD");
+    throw new TrueCloudError(`Method ${c.req.method} is not allowed here; use GET, HEAD`, {
+      code: "method_not_allowed",
+      status: 405,
+    });
+  });
+  return app;
+}
