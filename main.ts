@@ -52,6 +52,7 @@ async function main(): Promise<number> {
   console.log(`gateway: ${gw}`);
   console.log(`feed: ${gw}/discovery/feed.rss`);
   console.log(`installers: ${gw}/installers/ (development release, development keys)`);
+  console.log(`cdn: ${gw}/cdn/`);
   console.log(`replicas: ${cloud.replicas.map((r) => r.url).join(" ")}`);
   console.log(`certificate: ${config.home}/tls/gateway-cert.pem (self-signed, development only)`);
   console.log(`try: curl --cacert ${config.home}/tls/gateway-cert.pem ${gw}/discovery/feed.rss`);

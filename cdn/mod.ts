@@ -8,3 +8,5 @@
 export * from "./blockstore.ts";
 export * from "./content.ts";
 export * from "./egress.ts";
+export * from "./catalogue.ts";
+export * from "./source.ts";

@@ -9,6 +9,8 @@
 
 import { RecordPublisher, type SolicitingData } from "../discovery/mod.ts";
 import { buildDevelopmentRelease, TimestampRefresher } from "../library/mod.ts";
+import { BlockStore, Catalogue } from "../cdn/mod.ts";
+import { type PublishedSample, publishSamples } from "./samples.ts";
 import { Gateway, type GatewayConfig } from "../gateway/mod.ts";
 import { ensureSelfSigned } from "../gateway/mod.ts";
 import {
@@ -83,6 +85,9 @@ export class LocalCloud {
   readonly #client: Deno.HttpClient;
   readonly #log: Logger;
   readonly #refresher: TimestampRefresher;
+  readonly #catalogue: Catalogue;
+  /** The sample CDN content published at start. */
+  readonly samples: PublishedSample[];
 
   private constructor(
     replicas: Gateway[],
@@ -92,8 +97,12 @@ export class LocalCloud {
     client: Deno.HttpClient,
     log: Logger,
     refresher: TimestampRefresher,
+    catalogue: Catalogue,
+    samples: PublishedSample[],
   ) {
     this.#refresher = refresher;
+    this.#catalogue = catalogue;
+    this.samples = samples;
     this.gateway = replicas[0];
     this.replicas = replicas;
     this.publishers = publishers;
@@ -135,6 +144,13 @@ export class LocalCloud {
       snapshotSigner: release.snapshotSigner,
       log: log.child("timestamp"),
     });
+    // The CDN node of the local cloud: its blocks and catalogue, which the gateway serves at /cdn.
+    const members = new Set<string>();
+    const cdnStore = await BlockStore.open(`${home}/cdn/blocks`, 256 * 1024 * 1024);
+    const catalogue = await Catalogue.open(`${home}/cdn/catalogue.kv`, {
+      isMember: (id) => members.has(id),
+      has: (cid) => cdnStore.has(cid),
+    });
     const client = Deno.createHttpClient({ caCerts: [tls.cert] });
     const peerFetch: typeof fetch = (input, init) => fetch(input, { ...init, client });
 
@@ -157,6 +173,7 @@ export class LocalCloud {
             : 1,
           logLevel: options.logLevel ?? "warn",
           repository: i === 1 ? `${home}/repository` : undefined,
+          cdnDir: i === 1 ? `${home}/cdn` : undefined,
         };
         replicas.push(
           await Gateway.start(config, {
@@ -182,6 +199,10 @@ export class LocalCloud {
         if (!jwk) await Deno.writeTextFile(path, JSON.stringify(id.toJwk()), { mode: 0o600 });
         guardians.push(id);
       }
+      // The guardians are this cloud's members, for the CDN; two of them publish samples.
+      for (const g of guardians) members.add(g.nodeId);
+      const samples = await publishSamples(cdnStore, catalogue, guardians[0]);
+      log.info("Sample content published", { samples });
       const statePath = `${home}/local-cloud.json`;
       const state = (await readJson<LocalState>(statePath)) ?? { vpns: [] };
       while (state.vpns.length < 3) {
@@ -220,10 +241,21 @@ export class LocalCloud {
         published.push(data);
       }
       refresher.start();
-      return new LocalCloud(replicas, publishers, guardians, published, client, log, refresher);
+      return new LocalCloud(
+        replicas,
+        publishers,
+        guardians,
+        published,
+        client,
+        log,
+        refresher,
+        catalogue,
+        samples,
+      );
     } catch (err) {
       for (const r of replicas) await r.stop().catch(() => {});
       client.close();
+      catalogue.close();
       throw err;
     }
   }
@@ -247,6 +279,7 @@ export class LocalCloud {
   /** Stops the guardians, then every replica. */
   async stop(): Promise<void> {
     this.#refresher.stop();
+    this.#catalogue.close();
     for (const p of this.publishers) p.stop();
     for (const r of this.replicas) await r.stop();
     this.#client.close();

@@ -9,6 +9,7 @@ import type { GatewayConfig } from "./config.ts";
 import { GatewayMetrics } from "./metrics.ts";
 import { type HttpsServer, serveHttps } from "./server.ts";
 import type { TlsMaterial } from "./tls.ts";
+import { openCdnEgress } from "./_cdn.ts";
 import { AggregatorRegistry } from "prom-client";
 
 type MetricJson = Awaited<ReturnType<GatewayMetrics["registry"]["getMetricsAsJSON"]>>;
@@ -109,6 +110,7 @@ export async function startServing(
     channel: `truecloud-discovery:${s.instance}`,
     log: log.child("discovery"),
   });
+  const cdn = await openCdnEgress(s.config.cdnDir);
   const metrics = new GatewayMetrics();
   const exchange = metricsExchange(s.instance, metrics, s.participants);
   const app = createGatewayApp({
@@ -116,6 +118,7 @@ export async function startServing(
     feed: discovery.renderFeed,
     tuf: s.config.repository ? createTufApp(s.config.repository) : undefined,
     installers: s.config.repository ? createInstallersApp(s.config.repository) : undefined,
+    cdn: cdn?.app,
     metrics,
     collectMetrics: () => exchange.collect(),
     log: log.child("http"),
@@ -137,6 +140,7 @@ export async function startServing(
       log: log.child("server"),
     });
   } catch (err) {
+    cdn?.close();
     exchange.close();
     await discovery.close();
     throw err;
@@ -150,6 +154,7 @@ export async function startServing(
     },
     async stop() {
       await server.shutdown();
+      cdn?.close();
       exchange.close();
       await discovery.close();
     },

@@ -38,6 +38,8 @@ export interface GatewayAppDeps {
   tuf?: Hono;
   /** The installers' routes, mounted at `/installers`. */
   installers?: Hono;
+  /** The CDN's egress, mounted at `/cdn`. */
+  cdn?: Hono;
   /** Renders the discovery feed: given, plain feed requests take a fast path (see below). */
   feed?: (count: number) => string;
   /** Metrics (a fresh registry if not given). */
@@ -217,6 +219,7 @@ export function createGatewayApp(deps: GatewayAppDeps): Hono {
   if (deps.discovery) app.route("/discovery", deps.discovery);
   if (deps.tuf) app.route("/tuf", deps.tuf);
   if (deps.installers) app.route("/installers", deps.installers);
+  if (deps.cdn) app.route("/cdn", deps.cdn);
 
   app.notFound((c) => {
     return c.json({

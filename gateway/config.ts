@@ -46,6 +46,8 @@ export interface GatewayConfig {
   accessLog?: boolean;
   /** The release repository served at `/tuf` and `/installers` (default `HOME/repository`). */
   repository?: string;
+  /** The CDN's directory (blocks and catalogue) served at `/cdn` (default `HOME/cdn`). */
+  cdnDir?: string;
   /** Key files of the online roles, re-signed before they expire (both or neither). */
   onlineKeys?: { timestamp: string; snapshot: string; passphraseFile: string };
 }
@@ -79,6 +81,7 @@ const SETTINGS = {
   logLevel: { flag: "log-level", env: "TRUECLOUD_LOG_LEVEL" },
   accessLog: { flag: "access-log", env: "TRUECLOUD_ACCESS_LOG", boolean: true },
   repository: { flag: "repository", env: "TRUECLOUD_REPOSITORY" },
+  cdnDir: { flag: "cdn-dir", env: "TRUECLOUD_CDN_DIR" },
   timestampKey: { flag: "timestamp-key", env: "TRUECLOUD_TIMESTAMP_KEY" },
   snapshotKey: { flag: "snapshot-key", env: "TRUECLOUD_SNAPSHOT_KEY" },
   onlinePassphrase: { flag: "online-passphrase-file", env: "TRUECLOUD_ONLINE_PASSPHRASE_FILE" },
@@ -105,6 +108,7 @@ Flags (each also read from the environment variable shown; a flag wins):
   --log-level LEVEL             debug, info, warn or error             TRUECLOUD_LOG_LEVEL (info)
   --access-log                  log every request                      TRUECLOUD_ACCESS_LOG (false)
   --repository DIR              release repository (/tuf, /installers) TRUECLOUD_REPOSITORY (HOME/repository)
+  --cdn-dir DIR                 CDN blocks and catalogue (/cdn)        TRUECLOUD_CDN_DIR (HOME/cdn)
   --timestamp-key FILE, --snapshot-key FILE, --online-passphrase-file FILE
                                 online keys: keep the repository fresh TRUECLOUD_TIMESTAMP_KEY, …_SNAPSHOT_KEY,
                                                                        …_ONLINE_PASSPHRASE_FILE
@@ -298,6 +302,7 @@ export function loadGatewayConfig(source: ConfigSource): GatewayConfig | "help" 
     logLevel: level as LogLevel,
     accessLog: accessLog!,
     repository: raw(SETTINGS.repository) ?? `${home}/repository`,
+    cdnDir: raw(SETTINGS.cdnDir) ?? `${home}/cdn`,
     onlineKeys: ts && snap && pass
       ? { timestamp: ts, snapshot: snap, passphraseFile: pass }
       : undefined,

@@ -28,6 +28,7 @@ import { RateLimiter } from "./rate_limit.ts";
 import { type HttpsServer, serveHttps } from "./server.ts";
 import { ensureSelfSigned, loadTls, type TlsMaterial } from "./tls.ts";
 import { metricsExchange, type ServingSetup } from "./_serving.ts";
+import { openCdnEgress } from "./_cdn.ts";
 
 /** Dependencies of {@linkcode Gateway.start}. */
 export interface GatewayDeps {
@@ -253,6 +254,7 @@ export class Gateway {
     ]);
     const limiter = config.rateLimit ? new RateLimiter(config.rateLimit) : undefined;
 
+    const cdn = pool ? undefined : await openCdnEgress(config.cdnDir);
     let front: Front;
     let exchange: ReturnType<typeof metricsExchange> | undefined;
     try {
@@ -276,6 +278,7 @@ export class Gateway {
           feed: discovery.renderFeed,
           tuf: config.repository ? createTufApp(config.repository) : undefined,
           installers: config.repository ? createInstallersApp(config.repository) : undefined,
+          cdn: cdn?.app,
           metrics,
           log: log.child("http"),
           rateLimit: config.rateLimit,
@@ -294,6 +297,7 @@ export class Gateway {
         }));
       }
     } catch (err) {
+      cdn?.close();
       exchange?.close();
       await discovery.close();
       client?.close();
@@ -314,6 +318,7 @@ export class Gateway {
     });
     return new Gateway(discovery, front, publicUrl, tls, log, () => {
       refresher?.stop();
+      cdn?.close();
       exchange?.close();
       client?.close();
     });

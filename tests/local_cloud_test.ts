@@ -1,5 +1,6 @@
 // End-to-end: `deno task start` as a user runs it, then the feed over HTTPS from real clients.
 import assert from "node:assert/strict";
+import { Catalogue } from "../cdn/mod.ts";
 import { readFeed } from "../discovery/mod.ts";
 import { installed } from "../protocol/_test_tools.ts";
 import { parsePublicKey, verifyMinisign } from "../signing/mod.ts";
@@ -178,6 +179,35 @@ Deno.test("deno task start runs the local cloud; its feed and its release verify
       ok: true,
       length: tarball.length,
     });
+
+    // The CDN: public samples by name and by address (ranges too); members-only content never.
+    const cdnIndex =
+      await (await fetch(`${gateway}/cdn/`, { client, headers: { accept: "application/json" } }))
+        .json();
+    const names = cdnIndex.objects.map((o: { name: string }) => o.name).sort();
+    assert.deepEqual(names, ["sample/4mib.bin", "welcome.txt"]);
+    const welcome = await fetch(`${gateway}/cdn/welcome.txt`, { client });
+    assert.equal(welcome.status, 200);
+    assert.match(await welcome.text(), /^Welcome to True Cloud/);
+    const sample = cdnIndex.objects.find((o: { name: string }) => o.name === "sample/4mib.bin");
+    const part = await fetch(`${gateway}/cdn/${sample.cid}`, {
+      client,
+      headers: { range: "bytes=1048570-1048589" },
+    });
+    assert.equal(part.status, 206);
+    assert.equal(part.headers.get("cache-control"), "public, max-age=31536000, immutable");
+    assert.equal((await part.arrayBuffer()).byteLength, 20);
+    const catalogue = await Catalogue.open(`${home}/cdn/catalogue.kv`, {
+      isMember: () => false,
+      has: () => Promise.resolve(false),
+    });
+    const secret = (await catalogue.list()).find((o) => o.visibility === "members")!;
+    catalogue.close();
+    for (const path of [`/cdn/${secret.name}`, `/cdn/${secret.cid}`]) {
+      const res: Response = await fetch(`${gateway}${path}`, { client });
+      assert.equal(res.status, 404, path);
+      await res.body?.cancel();
+    }
 
     const health = await fetch(`${gateway}/healthz`, { client });
     assert.equal(health.status, 200);

@@ -1,0 +1,70 @@
+/**
+ * The gateway's view of the CDN: the catalogue for what is published, block stores for the bytes,
+ * and an edge cache (`lru-cache`, bounded in bytes) of small objects, so that popular small objects
+ * are served from memory.
+ *
+ * @module
+ */
+
+import { LRUCache } from "lru-cache";
+import type { CID } from "multiformats/cid";
+import type { BlockStore } from "./blockstore.ts";
+import type { Catalogue } from "./catalogue.ts";
+import { readContent } from "./content.ts";
+import type { ContentSource } from "./egress.ts";
+
+/** Objects up to this size are kept whole in the edge cache. */
+export const EDGE_CACHE_OBJECT_LIMIT = 1024 * 1024;
+
+async function whole(it: AsyncIterable<Uint8Array>): Promise<Uint8Array> {
+  const parts: Uint8Array[] = [];
+  let n = 0;
+  for await (const p of it) {
+    parts.push(p);
+    n += p.length;
+  }
+  const out = new Uint8Array(n);
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+/**
+ * Builds the content source of a gateway.
+ * @param catalogue What is published.
+ * @param store Where the blocks are.
+ * @param options Edge cache size in bytes (default 64 MiB).
+ */
+export function gatewaySource(
+  catalogue: Catalogue,
+  store: BlockStore,
+  options: { cacheBytes?: number } = {},
+): ContentSource & { cache: LRUCache<string, Uint8Array> } {
+  const cache = new LRUCache<string, Uint8Array>({
+    maxSize: options.cacheBytes ?? 64 * 1024 * 1024,
+    sizeCalculation: (v) => Math.max(1, v.length),
+  });
+  return {
+    cache,
+    byName: (name) => catalogue.byName(name),
+    byCid: (cid) => catalogue.byCid(cid),
+    list: () => catalogue.list(),
+    async *read(cid: CID, range?: { offset: number; length: number }) {
+      const key = cid.toString();
+      let bytes = cache.get(key);
+      if (!bytes) {
+        const obj = await catalogue.byCid(cid);
+        if (!obj || obj.size > EDGE_CACHE_OBJECT_LIMIT) {
+          yield* readContent(store, cid, range);
+          return;
+        }
+        bytes = await whole(readContent(store, cid));
+        cache.set(key, bytes);
+      }
+      yield range ? bytes.subarray(range.offset, range.offset + range.length) : bytes;
+    },
+  };
+}
