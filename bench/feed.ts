@@ -16,6 +16,16 @@ import { parseArgs } from "node:util";
 import { RecordPublisher } from "../discovery/mod.ts";
 import { makeSelfSigned } from "../gateway/mod.ts";
 import { newUuid, NodeIdentity } from "../protocol/mod.ts";
+import {
+  h2load,
+  type LoadResult,
+  median,
+  requireTools,
+  startGateway,
+  startNginx,
+  stopAll,
+  wrk,
+} from "./_lib.ts";
 
 const { values: flags } = parseArgs({
   args: Deno.args,
@@ -42,113 +52,7 @@ if (
   );
   Deno.exit(2);
 }
-
-async function which(cmd: string): Promise<string | undefined> {
-  for (const dir of (Deno.env.get("PATH") ?? "").split(":").concat(["/usr/sbin", "/sbin"])) {
-    try {
-      const p = `${dir}/${cmd}`;
-      if ((await Deno.stat(p)).isFile) return p;
-    } catch { /* not here */ }
-  }
-  return undefined;
-}
-
-const tools = {
-  wrk: await which("wrk"),
-  h2load: await which("h2load"),
-  nginx: await which("nginx"),
-};
-const missing = Object.entries(tools).filter(([, p]) => !p).map(([k]) => k);
-if (missing.length) {
-  console.error(
-    `bench: missing ${
-      missing.join(", ")
-    }; install with: apt-get install wrk nghttp2-client nginx-light`,
-  );
-  Deno.exit(2);
-}
-
-function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const { port } = l.addr as Deno.NetAddr;
-  l.close();
-  return port;
-}
-
-async function waitFor(url: string, client: Deno.HttpClient, ms = 20_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    try {
-      const r = await fetch(url, { client });
-      await r.body?.cancel();
-      if (r.status < 500) return;
-    } catch { /* not up yet */ }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`${url} did not come up`);
-}
-
-async function run(cmd: string, args: string[]): Promise<string> {
-  const out = await new Deno.Command(cmd, { args, stdout: "piped", stderr: "piped" }).output();
-  return new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
-}
-
-function ms(v: string): number {
-  const m = v.match(/^([\d.]+)(us|ms|s)$/);
-  if (!m) return NaN;
-  return Number(m[1]) * (m[2] === "us" ? 0.001 : m[2] === "s" ? 1000 : 1);
-}
-
-interface Result {
-  rps: number;
-  p99ms: number;
-  errors: string;
-}
-
-async function wrk(url: string, threads: number, conns: number, seconds: number): Promise<Result> {
-  const out = await run(tools.wrk!, [
-    `-t${threads}`,
-    `-c${conns}`,
-    `-d${seconds}s`,
-    "--latency",
-    url,
-  ]);
-  const rps = Number(out.match(/Requests\/sec:\s+([\d.]+)/)?.[1] ?? NaN);
-  const p99 = ms(out.match(/^\s+99%\s+(\S+)/m)?.[1] ?? "");
-  const errors = [...out.matchAll(/^\s*(Non-2xx.*|Socket errors.*)$/gm)].map((m) => m[1]).join(
-    "; ",
-  );
-  return { rps, p99ms: p99, errors };
-}
-
-async function h2load(url: string, conns: number, seconds: number, dir: string): Promise<Result> {
-  const log = `${dir}/h2load.log`;
-  const out = await run(tools.h2load!, [
-    "-D",
-    String(seconds),
-    "-c",
-    String(conns),
-    "-m",
-    "10",
-    "--warm-up-time=1",
-    `--log-file=${log}`,
-    url,
-  ]);
-  const rps = Number(out.match(/finished in [\d.]+\w+, ([\d.]+) req\/s/)?.[1] ?? NaN);
-  const proto = out.match(/Application protocol: (\S+)/)?.[1] ?? "?";
-  const failed = out.match(/requests: .* (\d+) failed/)?.[1] ?? "?";
-  const times = (await Deno.readTextFile(log).catch(() => "")).trim().split("\n")
-    .map((l) => Number(l.split("\t")[2])).filter(Number.isFinite).sort((a, b) => a - b);
-  const p99 = times.length
-    ? times[Math.min(times.length - 1, Math.floor(times.length * 0.99))] / 1000
-    : NaN;
-  await Deno.remove(log).catch(() => {});
-  return {
-    rps,
-    p99ms: p99,
-    errors: proto !== "h2" ? `protocol ${proto}` : failed !== "0" ? `${failed} failed` : "",
-  };
-}
+const tools = await requireTools(["wrk", "h2load", "nginx"], "wrk nghttp2-client nginx-light");
 
 const dir = await Deno.makeTempDir({ prefix: "truecloud-bench-" });
 await Deno.chmod(dir, 0o755); // nginx workers run unprivileged and must read the feed file
@@ -160,49 +64,18 @@ try {
   await Deno.writeTextFile(`${dir}/key.pem`, tls.key, { mode: 0o600 });
   const client = Deno.createHttpClient({ caCerts: [tls.cert] });
 
-  // The gateway, as `deno task gateway` runs it, with the rate limit off for the load.
-  const gwPort = freePort();
-  const gwArgs = [
-    "run",
-    "--allow-net",
-    "--allow-read",
-    "--allow-write",
-    "--allow-env",
-    "--allow-sys",
-    "--allow-ffi",
-    `${root}gateway/main.ts`,
-    "--home",
-    `${dir}/home`,
-    "--port",
-    String(gwPort),
-    "--cert",
-    `${dir}/cert.pem`,
-    "--key",
-    `${dir}/key.pem`,
-    "--rate-limit",
-    "off",
-    "--log-level",
-    "warn",
+  const gw = await startGateway(root, dir, client, [
     "--allow-private-addresses",
     ...(flags.workers ? ["--workers", flags.workers] : []),
-  ];
-  const gw = new Deno.Command(Deno.execPath(), {
-    args: gwArgs,
-    cwd: root,
-    stdout: "null",
-    stderr: "inherit",
-  })
-    .spawn();
-  children.push(gw);
-  const gwBase = `https://127.0.0.1:${gwPort}`;
-  await waitFor(`${gwBase}/healthz`, client);
+  ]);
+  children.push(gw.child);
 
   // Records, then the very bytes the gateway serves, for nginx.
   const f: typeof fetch = (i, init) => fetch(i, { ...init, client });
   for (let i = 0; i < RECORDS; i++) {
     const pub = new RecordPublisher({
       guardian: await NodeIdentity.generate(),
-      endpoints: [`${gwBase}/discovery`],
+      endpoints: [`${gw.base}/discovery`],
       fetch: f,
     });
     await pub.publish({
@@ -218,82 +91,50 @@ try {
     });
   }
   const feedPath = `/discovery/feed.rss?count=${RECORDS}`;
-  const feed = await (await f(`${gwBase}${feedPath}`)).text();
+  const feed = await (await f(`${gw.base}${feedPath}`)).text();
   await Deno.mkdir(`${dir}/www/discovery`, { recursive: true });
   await Deno.writeTextFile(`${dir}/www/discovery/feed.rss`, feed);
-
-  // nginx: one worker per core, TLS, HTTP/2 and HTTP/1.1 on one port, the file from page cache.
-  const ngPort = freePort();
-  await Deno.mkdir(`${dir}/nginx/tmp`, { recursive: true });
-  await Deno.writeTextFile(
-    `${dir}/nginx/nginx.conf`,
-    `worker_processes ${navigator.hardwareConcurrency};
-daemon off;
-pid ${dir}/nginx/nginx.pid;
-error_log ${dir}/nginx/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path ${dir}/nginx/tmp; proxy_temp_path ${dir}/nginx/tmp;
-  fastcgi_temp_path ${dir}/nginx/tmp; uwsgi_temp_path ${dir}/nginx/tmp; scgi_temp_path ${dir}/nginx/tmp;
-  sendfile on; tcp_nopush on; tcp_nodelay on;
-  keepalive_requests 1000000;
-  types { application/rss+xml rss; }
-  server {
-    listen 127.0.0.1:${ngPort} ssl http2 reuseport;
-    ssl_certificate ${dir}/cert.pem;
-    ssl_certificate_key ${dir}/key.pem;
-    ssl_protocols TLSv1.2 TLSv1.3;
-    root ${dir}/www;
-    location = /discovery/feed.rss { charset utf-8; charset_types application/rss+xml; }
-  }
-}
-`,
+  const ng = await startNginx(
+    tools.nginx,
+    dir,
+    `${dir}/www`,
+    "application/rss+xml rss;",
+    "/discovery/feed.rss",
+    client,
   );
-  const ng = new Deno.Command(tools.nginx!, {
-    args: ["-c", `${dir}/nginx/nginx.conf`, "-p", `${dir}/nginx`, "-e", `${dir}/nginx/error.log`],
-    stdout: "null",
-    stderr: "inherit",
-  }).spawn();
-  children.push(ng);
-  const ngBase = `https://127.0.0.1:${ngPort}`;
-  await waitFor(`${ngBase}/discovery/feed.rss`, client);
+  children.push(ng.child);
   client.close();
 
   console.log(
     `feed: ${
       new TextEncoder().encode(feed).length
-    } bytes, ${RECORDS} records; ${DURATION} s per run, ${ROUNDS} rounds (medians); ` +
-      `${navigator.hardwareConcurrency} cores; load tools on the same machine`,
+    } bytes, ${RECORDS} records; ${DURATION} s per run, ` +
+      `${ROUNDS} rounds (medians); ${navigator.hardwareConcurrency} cores; load tools on the same machine`,
   );
   const servers = [
-    { name: "gateway", url: `${gwBase}${feedPath}` },
-    { name: "nginx", url: `${ngBase}/discovery/feed.rss` },
+    { name: "gateway", url: `${gw.base}${feedPath}` },
+    { name: "nginx", url: `${ng.base}/discovery/feed.rss` },
   ];
   const scenarios = [
     {
       name: `HTTP/1.1 keep-alive, wrk ${CONNS} conns`,
-      run: (u: string) => wrk(u, 2, CONNS, DURATION),
+      run: (u: string) => wrk(tools.wrk, u, 2, CONNS, DURATION),
     },
     {
       name: "HTTP/1.1 keep-alive, wrk 1 conn",
-      run: (u: string) => wrk(u, 1, 1, Math.max(3, DURATION / 2)),
+      run: (u: string) => wrk(tools.wrk, u, 1, 1, Math.max(3, DURATION / 2)),
     },
     {
       name: `HTTP/2, h2load ${CONNS} conns × 10 streams`,
-      run: (u: string) => h2load(u, CONNS, DURATION, dir),
+      run: (u: string) => h2load(tools.h2load, u, CONNS, DURATION, dir),
     },
   ];
-  for (const srv of servers) await wrk(srv.url, 2, CONNS, 2); // warm-up, discarded
+  for (const srv of servers) await wrk(tools.wrk, srv.url, 2, CONNS, 2); // warm-up, discarded
   // This machine is shared and noisy: each scenario runs in several rounds, the two servers
   // alternating first, and the medians are compared.
-  const median = (xs: number[]) => {
-    const s = [...xs].sort((a, b) => a - b);
-    return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-  };
   const rows: Record<string, unknown>[] = [];
   for (const s of scenarios) {
-    const runs: Record<string, Result[]> = { gateway: [], nginx: [] };
+    const runs: Record<string, LoadResult[]> = { gateway: [], nginx: [] };
     for (let round = 0; round < ROUNDS; round++) {
       const order = round % 2 ? [...servers].reverse() : servers;
       for (const srv of order) runs[srv.name].push(await s.run(srv.url));
@@ -325,11 +166,6 @@ http {
     );
   }
 } finally {
-  for (const c of children) {
-    try {
-      c.kill("SIGTERM");
-    } catch { /* already gone */ }
-    await c.status;
-  }
+  await stopAll(children);
   await Deno.remove(dir, { recursive: true }).catch(() => {});
 }

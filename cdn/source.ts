@@ -11,7 +11,7 @@ import type { CID } from "multiformats/cid";
 import type { BlockStore } from "./blockstore.ts";
 import type { Catalogue } from "./catalogue.ts";
 import { readContent } from "./content.ts";
-import type { ContentSource } from "./egress.ts";
+import type { ContentSource, PublishedObject } from "./egress.ts";
 
 /** Objects up to this size are kept whole in the edge cache. */
 export const EDGE_CACHE_OBJECT_LIMIT = 1024 * 1024;
@@ -47,10 +47,23 @@ export function gatewaySource(
     maxSize: options.cacheBytes ?? 64 * 1024 * 1024,
     sizeCalculation: (v) => Math.max(1, v.length),
   });
+  // Catalogue lookups are kept for a second: a published name or CID changes rarely, and a KV read
+  // per request would cost more than the rest of the answer.
+  const memo = new Map<string, { at: number; value: Promise<PublishedObject | undefined> }>();
+  const remember = (key: string, load: () => Promise<PublishedObject | undefined>) => {
+    const now = Date.now();
+    const hit = memo.get(key);
+    if (hit && now - hit.at < 1000) return hit.value;
+    if (memo.size > 10_000) memo.clear();
+    const value = load();
+    memo.set(key, { at: now, value });
+    return value;
+  };
   return {
     cache,
-    byName: (name) => catalogue.byName(name),
-    byCid: (cid) => catalogue.byCid(cid),
+    cached: (cid) => cache.get(cid.toString()),
+    byName: (name) => remember(`n:${name}`, () => catalogue.byName(name)),
+    byCid: (cid) => remember(`c:${cid}`, () => catalogue.byCid(cid)),
     list: () => catalogue.list(),
     async *read(cid: CID, range?: { offset: number; length: number }) {
       const key = cid.toString();
