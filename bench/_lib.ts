@@ -92,8 +92,17 @@ export async function wrk(
   threads: number,
   conns: number,
   seconds: number,
+  timeoutS = 2,
 ): Promise<LoadResult> {
-  const out = await run(wrkPath, [`-t${threads}`, `-c${conns}`, `-d${seconds}s`, "--latency", url]);
+  const out = await run(wrkPath, [
+    `-t${threads}`,
+    `-c${conns}`,
+    `-d${seconds}s`,
+    `--timeout`,
+    `${timeoutS}s`,
+    "--latency",
+    url,
+  ]);
   return {
     rps: Number(out.match(/Requests\/sec:\s+([\d.]+)/)?.[1] ?? NaN),
     bps: bytes(out.match(/Transfer\/sec:\s+(\S+)/)?.[1] ?? ""),

@@ -127,7 +127,7 @@ try {
     const runs: Record<string, LoadResult[]> = { gateway: [], nginx: [] };
     for (let round = 0; round < ROUNDS; round++) {
       for (const s of round % 2 ? [...servers].reverse() : servers) {
-        runs[s.name].push(await wrk(tools.wrk, s.url, 2, conns, DURATION));
+        runs[s.name].push(await wrk(tools.wrk, s.url, 2, conns, DURATION, big ? 60 : 2));
       }
     }
     const pick = (name: string, k: "rps" | "bps") => median(runs[name].map((r) => r[k]));
