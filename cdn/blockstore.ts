@@ -5,6 +5,7 @@
  * @module
  */
 
+import { createHash } from "node:crypto";
 import { CID } from "multiformats/cid";
 import { sha256 } from "multiformats/hashes/sha2";
 import { TrueCloudError, ValidationError } from "../protocol/mod.ts";
@@ -73,11 +74,13 @@ export class BlockStore {
     return `${this.#dir}/${key.slice(-2)}/${key}`;
   }
 
-  static async #check(cid: CID, bytes: Uint8Array): Promise<boolean> {
+  // node:crypto's SHA-256 runs on the CPU's SHA instructions, synchronously: several times faster
+  // per block than an awaited Web Crypto digest.
+  static #check(cid: CID, bytes: Uint8Array): boolean {
     if (cid.multihash.code !== sha256.code) return false;
-    const digest = await sha256.digest(bytes);
-    return digest.digest.length === cid.multihash.digest.length &&
-      digest.digest.every((b, i) => b === cid.multihash.digest[i]);
+    const digest = createHash("sha256").update(bytes).digest();
+    const want = cid.multihash.digest;
+    return digest.length === want.length && digest.every((b, i) => b === want[i]);
   }
 
   /**
@@ -92,7 +95,7 @@ export class BlockStore {
     if (!CODECS.has(cid.code)) {
       throw new ValidationError(`Codec 0x${cid.code.toString(16)} is not stored here`);
     }
-    if (!(await BlockStore.#check(cid, bytes))) {
+    if (!BlockStore.#check(cid, bytes)) {
       throw new ValidationError(`Block does not match its CID ${cid}`, { code: "block_mismatch" });
     }
     const key = cid.toString();
@@ -149,7 +152,7 @@ export class BlockStore {
     } catch {
       throw new BlockNotFoundError(cid);
     }
-    if (!(await BlockStore.#check(cid, bytes))) {
+    if (!BlockStore.#check(cid, bytes)) {
       await this.delete(cid);
       throw new BlockNotFoundError(cid);
     }

@@ -92,7 +92,11 @@ export async function* readContent(
   if (entry.type !== "file" && entry.type !== "raw") {
     throw new ValidationError(`${cid} is not a file`, { code: "invalid" });
   }
-  yield* entry.content(range ? { offset: range.offset, length: range.length } : undefined);
+  // Read a few blocks ahead: disk reads and checks overlap with sending.
+  yield* entry.content({
+    ...(range ? { offset: range.offset, length: range.length } : {}),
+    blockReadConcurrency: 4,
+  });
 }
 
 /**
