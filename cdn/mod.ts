@@ -10,3 +10,6 @@ export * from "./content.ts";
 export * from "./egress.ts";
 export * from "./catalogue.ts";
 export * from "./source.ts";
+export * from "./car.ts";
+export * from "./placement.ts";
+export * from "./repair.ts";

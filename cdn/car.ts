@@ -1,0 +1,100 @@
+/**
+ * Moving objects between nodes as CAR v1 archives (`@ipld/car`): the root CID, then every block of
+ * the object's DAG. The receiver checks each block against its CID as it stores it
+ * (`docs/protocol/cdn.md`).
+ *
+ * @module
+ */
+
+import { CarReader, CarWriter } from "@ipld/car";
+import * as dagPb from "@ipld/dag-pb";
+import { CID } from "multiformats/cid";
+import { ValidationError } from "../protocol/mod.ts";
+import type { BlockStore } from "./blockstore.ts";
+
+/** Every block of an object's DAG, root first. */
+export async function* dagBlocks(
+  store: BlockStore,
+  root: CID,
+): AsyncGenerator<{ cid: CID; bytes: Uint8Array }> {
+  const queue = [root];
+  while (queue.length) {
+    const cid = queue.shift()!;
+    const bytes = await store.getBlock(cid);
+    yield { cid, bytes };
+    if (cid.code === dagPb.code) {
+      for (const link of dagPb.decode(bytes).Links) {
+        queue.push(CID.asCID(link.Hash) ?? CID.decode(link.Hash.bytes));
+      }
+    }
+  }
+}
+
+/**
+ * Writes an object as a CAR archive.
+ * @param store Where its blocks are.
+ * @param root The object's CID.
+ * @returns The archive's bytes.
+ */
+export async function exportCar(store: BlockStore, root: CID): Promise<Uint8Array> {
+  const { writer, out } = CarWriter.create([root]);
+  const chunks: Uint8Array[] = [];
+  const collecting = (async () => {
+    for await (const c of out) chunks.push(c);
+  })();
+  for await (const b of dagBlocks(store, root)) await writer.put(b);
+  await writer.close();
+  await collecting;
+  const all = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+  let at = 0;
+  for (const c of chunks) {
+    all.set(c, at);
+    at += c.length;
+  }
+  return all;
+}
+
+/**
+ * Reads a CAR archive into a store, checking every block, and checks that the whole DAG of its
+ * root is then present.
+ * @param store Where the blocks go.
+ * @param car The archive.
+ * @returns The root CID.
+ * @throws {ValidationError} When the archive is malformed, a block does not match its CID, or a
+ * block of the DAG is missing.
+ */
+export async function importCar(store: BlockStore, car: Uint8Array): Promise<CID> {
+  let reader: CarReader;
+  try {
+    reader = await CarReader.fromBytes(car);
+  } catch (cause) {
+    throw new ValidationError("Not a CAR archive", { code: "malformed", cause });
+  }
+  const roots = await reader.getRoots();
+  if (roots.length !== 1) {
+    throw new ValidationError("A CAR archive must have one root", { code: "malformed" });
+  }
+  // A refused archive leaves nothing behind: blocks it added are taken out again.
+  const added: CID[] = [];
+  const root = CID.decode(roots[0].bytes);
+  try {
+    for await (const { cid, bytes } of reader.blocks()) {
+      const c = CID.decode(cid.bytes);
+      const had = await store.has(c);
+      await store.put(c, bytes);
+      if (!had) added.push(c);
+    }
+    try {
+      for await (const _ of dagBlocks(store, root)) { /* every block must be present */ }
+    } catch (cause) {
+      throw new ValidationError("The archive lacks blocks of its object", {
+        code: "incomplete",
+        cause,
+      });
+    }
+  } catch (err) {
+    for (const c of added) await store.delete(c);
+    throw err;
+  }
+  return root;
+}
