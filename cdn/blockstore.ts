@@ -183,3 +183,49 @@ export class BlockStore {
 }
 
 export { CID };
+
+/** What reading content needs of a store: one store, or several. */
+export interface BlockSource {
+  /** The block's bytes, checked against its CID. */
+  getBlock(cid: CID): Promise<Uint8Array>;
+  /** The same, as the exporter wants it. */
+  get(cid: CID): AsyncGenerator<Uint8Array>;
+  /** Whether the block is here. */
+  has(cid: CID): Promise<boolean>;
+}
+
+/**
+ * Several block stores read as one: a block comes from the first store that has it intact. The
+ * gateway reads the CDN nodes' stores this way on a single host.
+ */
+export class StoreSet implements BlockSource {
+  readonly #stores: BlockStore[];
+
+  /** @param stores The stores, tried in order. */
+  constructor(stores: BlockStore[]) {
+    this.#stores = stores;
+  }
+
+  /** @throws {BlockNotFoundError} When no store has the block intact. */
+  async getBlock(cid: CID): Promise<Uint8Array> {
+    for (const s of this.#stores) {
+      try {
+        return await s.getBlock(cid);
+      } catch (err) {
+        if (!(err instanceof BlockNotFoundError)) throw err;
+      }
+    }
+    throw new BlockNotFoundError(cid);
+  }
+
+  /** The block, as the exporter wants it. */
+  async *get(cid: CID): AsyncGenerator<Uint8Array> {
+    yield await this.getBlock(cid);
+  }
+
+  /** Whether any store has the block. */
+  async has(cid: CID): Promise<boolean> {
+    for (const s of this.#stores) if (await s.has(cid)) return true;
+    return false;
+  }
+}

@@ -10,11 +10,11 @@ import { CarReader, CarWriter } from "@ipld/car";
 import * as dagPb from "@ipld/dag-pb";
 import { CID } from "multiformats/cid";
 import { ValidationError } from "../protocol/mod.ts";
-import type { BlockStore } from "./blockstore.ts";
+import type { BlockSource, BlockStore } from "./blockstore.ts";
 
 /** Every block of an object's DAG, root first. */
 export async function* dagBlocks(
-  store: BlockStore,
+  store: BlockSource,
   root: CID,
 ): AsyncGenerator<{ cid: CID; bytes: Uint8Array }> {
   const queue = [root];
@@ -36,7 +36,7 @@ export async function* dagBlocks(
  * @param root The object's CID.
  * @returns The archive's bytes.
  */
-export async function exportCar(store: BlockStore, root: CID): Promise<Uint8Array> {
+export async function exportCar(store: BlockSource, root: CID): Promise<Uint8Array> {
   const { writer, out } = CarWriter.create([root]);
   const chunks: Uint8Array[] = [];
   const collecting = (async () => {

@@ -11,7 +11,7 @@ import { fixedSize } from "ipfs-unixfs-importer/chunker";
 import { exporter } from "ipfs-unixfs-exporter";
 import { CID } from "multiformats/cid";
 import { ValidationError } from "../protocol/mod.ts";
-import type { BlockStore } from "./blockstore.ts";
+import type { BlockSource, BlockStore } from "./blockstore.ts";
 
 /** Chunk size of the CDN's DAGs. */
 export const CHUNK_SIZE = 1024 * 1024;
@@ -72,7 +72,7 @@ export async function addContent(
  * @param store The blocks.
  * @param cid The object's CID.
  */
-export async function stat(store: BlockStore, cid: CID): Promise<{ size: bigint }> {
+export async function stat(store: BlockSource, cid: CID): Promise<{ size: bigint }> {
   const entry = await exporter(cid as never, store as never);
   return { size: BigInt(entry.size) };
 }
@@ -84,7 +84,7 @@ export async function stat(store: BlockStore, cid: CID): Promise<{ size: bigint 
  * @param range Offset and length, if a range.
  */
 export async function* readContent(
-  store: BlockStore,
+  store: BlockSource,
   cid: CID,
   range?: { offset: number; length: number },
 ): AsyncGenerator<Uint8Array> {

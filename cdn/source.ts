@@ -8,7 +8,7 @@
 
 import { LRUCache } from "lru-cache";
 import type { CID } from "multiformats/cid";
-import type { BlockStore } from "./blockstore.ts";
+import type { BlockSource } from "./blockstore.ts";
 import type { Catalogue } from "./catalogue.ts";
 import { readContent } from "./content.ts";
 import type { ContentSource, PublishedObject } from "./egress.ts";
@@ -40,7 +40,7 @@ async function whole(it: AsyncIterable<Uint8Array>): Promise<Uint8Array> {
  */
 export function gatewaySource(
   catalogue: Catalogue,
-  store: BlockStore,
+  store: BlockSource,
   options: { cacheBytes?: number } = {},
 ): ContentSource & { cache: LRUCache<string, Uint8Array> } {
   const cache = new LRUCache<string, Uint8Array>({

@@ -9,7 +9,8 @@
 
 import { RecordPublisher, type SolicitingData } from "../discovery/mod.ts";
 import { buildDevelopmentRelease, TimestampRefresher } from "../library/mod.ts";
-import { BlockStore, Catalogue } from "../cdn/mod.ts";
+import { BlockStore, Catalogue, StoreSet } from "../cdn/mod.ts";
+import { CdnRepairLoop } from "./cdn_repair.ts";
 import { type PublishedSample, publishSamples } from "./samples.ts";
 import { Gateway, type GatewayConfig } from "../gateway/mod.ts";
 import { ensureSelfSigned } from "../gateway/mod.ts";
@@ -86,6 +87,7 @@ export class LocalCloud {
   readonly #log: Logger;
   readonly #refresher: TimestampRefresher;
   readonly #catalogue: Catalogue;
+  readonly #cdnRepair: CdnRepairLoop;
   /** The sample CDN content published at start. */
   readonly samples: PublishedSample[];
 
@@ -99,7 +101,9 @@ export class LocalCloud {
     refresher: TimestampRefresher,
     catalogue: Catalogue,
     samples: PublishedSample[],
+    cdnRepair: CdnRepairLoop,
   ) {
+    this.#cdnRepair = cdnRepair;
     this.#refresher = refresher;
     this.#catalogue = catalogue;
     this.samples = samples;
@@ -144,12 +148,21 @@ export class LocalCloud {
       snapshotSigner: release.snapshotSigner,
       log: log.child("timestamp"),
     });
-    // The CDN node of the local cloud: its blocks and catalogue, which the gateway serves at /cdn.
+    // The CDN of the local cloud: five nodes' block stores and the catalogue, which the gateway
+    // serves at /cdn. Objects are placed on three of them; a node whose store vanishes is gone, and
+    // its objects are copied to the next holders.
     const members = new Set<string>();
-    const cdnStore = await BlockStore.open(`${home}/cdn/blocks`, 256 * 1024 * 1024);
+    const cdnNodes = new Map<string, BlockStore>();
+    for (let i = 1; i <= 5; i++) {
+      cdnNodes.set(
+        `cdn-node-${i}`,
+        await BlockStore.open(`${home}/cdn/nodes/cdn-node-${i}`, 256 * 1024 * 1024),
+      );
+    }
+    const cdnBlocks = new StoreSet([...cdnNodes.values()]);
     const catalogue = await Catalogue.open(`${home}/cdn/catalogue.kv`, {
       isMember: (id) => members.has(id),
-      has: (cid) => cdnStore.has(cid),
+      has: (cid) => cdnBlocks.has(cid),
     });
     const client = Deno.createHttpClient({ caCerts: [tls.cert] });
     const peerFetch: typeof fetch = (input, init) => fetch(input, { ...init, client });
@@ -201,7 +214,9 @@ export class LocalCloud {
       }
       // The guardians are this cloud's members, for the CDN; two of them publish samples.
       for (const g of guardians) members.add(g.nodeId);
-      const samples = await publishSamples(cdnStore, catalogue, guardians[0]);
+      const samples = await publishSamples(cdnNodes.get("cdn-node-1")!, catalogue, guardians[0]);
+      const cdnRepair = new CdnRepairLoop(home, cdnNodes, catalogue, log.child("cdn"));
+      await cdnRepair.run();
       log.info("Sample content published", { samples });
       const statePath = `${home}/local-cloud.json`;
       const state = (await readJson<LocalState>(statePath)) ?? { vpns: [] };
@@ -241,6 +256,7 @@ export class LocalCloud {
         published.push(data);
       }
       refresher.start();
+      cdnRepair.start();
       return new LocalCloud(
         replicas,
         publishers,
@@ -251,6 +267,7 @@ export class LocalCloud {
         refresher,
         catalogue,
         samples,
+        cdnRepair,
       );
     } catch (err) {
       for (const r of replicas) await r.stop().catch(() => {});
@@ -279,6 +296,7 @@ export class LocalCloud {
   /** Stops the guardians, then every replica. */
   async stop(): Promise<void> {
     this.#refresher.stop();
+    await this.#cdnRepair.stop();
     this.#catalogue.close();
     for (const p of this.publishers) p.stop();
     for (const r of this.replicas) await r.stop();

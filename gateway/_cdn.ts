@@ -1,7 +1,8 @@
 // The gateway's CDN egress, when its configuration names a CDN directory that exists: a read-only
-// catalogue and block store (publishing happens inside the cloud), and the edge cache.
+// catalogue, the CDN nodes' block stores on this host (`nodes/*`, or a single `blocks`), and the
+// edge cache. Publishing happens inside the cloud.
 import type { Hono } from "hono";
-import { BlockStore, Catalogue, createCdnApp, gatewaySource } from "../cdn/mod.ts";
+import { BlockStore, Catalogue, createCdnApp, gatewaySource, StoreSet } from "../cdn/mod.ts";
 
 /** Opens the CDN egress, or gives `undefined` when there is no CDN directory. */
 export async function openCdnEgress(
@@ -13,10 +14,21 @@ export async function openCdnEgress(
   } catch {
     return undefined;
   }
-  const store = await BlockStore.open(`${dir}/blocks`, Number.MAX_SAFE_INTEGER);
+  const stores: BlockStore[] = [];
+  try {
+    for await (const e of Deno.readDir(`${dir}/nodes`)) {
+      if (e.isDirectory) {
+        stores.push(await BlockStore.open(`${dir}/nodes/${e.name}`, Number.MAX_SAFE_INTEGER));
+      }
+    }
+  } catch {
+    // no per-node stores: a single one
+  }
+  if (!stores.length) stores.push(await BlockStore.open(`${dir}/blocks`, Number.MAX_SAFE_INTEGER));
+  const blocks = new StoreSet(stores);
   const catalogue = await Catalogue.open(`${dir}/catalogue.kv`, {
     isMember: () => false, // the gateway only reads
-    has: (cid) => store.has(cid),
+    has: (cid) => blocks.has(cid),
   });
-  return { app: createCdnApp(gatewaySource(catalogue, store)), close: () => catalogue.close() };
+  return { app: createCdnApp(gatewaySource(catalogue, blocks)), close: () => catalogue.close() };
 }

@@ -1,6 +1,7 @@
 // End-to-end: `deno task start` as a user runs it, then the feed over HTTPS from real clients.
 import assert from "node:assert/strict";
-import { Catalogue } from "../cdn/mod.ts";
+import { createHash } from "node:crypto";
+import { Catalogue, holders } from "../cdn/mod.ts";
 import { readFeed } from "../discovery/mod.ts";
 import { installed } from "../protocol/_test_tools.ts";
 import { parsePublicKey, verifyMinisign } from "../signing/mod.ts";
@@ -208,6 +209,37 @@ Deno.test("deno task start runs the local cloud; its feed and its release verify
       assert.equal(res.status, 404, path);
       await res.body?.cancel();
     }
+
+    // Kill a holder of the 4 MiB sample: the gateway still serves it, and it is re-replicated.
+    const nodes = [1, 2, 3, 4, 5].map((i) => `cdn-node-${i}`);
+    const before = holders(sample.cid, nodes);
+    const digest = async () => {
+      const r = await fetch(`${gateway}/cdn/${sample.cid}`, { client });
+      assert.equal(r.status, 200);
+      return createHash("sha256").update(new Uint8Array(await r.arrayBuffer())).digest("hex");
+    };
+    const whole = await digest();
+    await Deno.remove(`${home}/cdn/nodes/${before[0]}`, { recursive: true });
+    assert.equal(await digest(), whole, "served from the other holders at once");
+    const next = holders(sample.cid, nodes.filter((n) => n !== before[0])).find((n) =>
+      !before.includes(n)
+    )!;
+    const blocksAt = async (n: string) => {
+      let count = 0;
+      try {
+        for await (const shard of Deno.readDir(`${home}/cdn/nodes/${n}`)) {
+          for await (const f of Deno.readDir(`${home}/cdn/nodes/${n}/${shard.name}`)) {
+            if (!f.name.endsWith(".tmp")) count++;
+          }
+        }
+      } catch { /* not yet */ }
+      return count;
+    };
+    const had = await blocksAt(next);
+    for (let i = 0; i < 100 && (await blocksAt(next)) < had + 5; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.ok((await blocksAt(next)) >= had + 5, `re-replicated to ${next} (4 leaves and a root)`);
 
     const health = await fetch(`${gateway}/healthz`, { client });
     assert.equal(health.status, 200);
