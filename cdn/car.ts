@@ -9,7 +9,7 @@
 import { CarReader, CarWriter } from "@ipld/car";
 import * as dagPb from "@ipld/dag-pb";
 import { CID } from "multiformats/cid";
-import { ValidationError } from "../protocol/mod.ts";
+import { concatBytes, ValidationError } from "../protocol/mod.ts";
 import type { BlockSource, BlockStore } from "./blockstore.ts";
 
 /** Every block of an object's DAG, root first. */
@@ -45,13 +45,7 @@ export async function exportCar(store: BlockSource, root: CID): Promise<Uint8Arr
   for await (const b of dagBlocks(store, root)) await writer.put(b);
   await writer.close();
   await collecting;
-  const all = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
-  let at = 0;
-  for (const c of chunks) {
-    all.set(c, at);
-    at += c.length;
-  }
-  return all;
+  return concatBytes(chunks);
 }
 
 /**

@@ -7,6 +7,7 @@
  */
 
 import { LRUCache } from "lru-cache";
+import { concatBytes } from "../protocol/mod.ts";
 import type { CID } from "multiformats/cid";
 import type { BlockSource } from "./blockstore.ts";
 import type { Catalogue } from "./catalogue.ts";
@@ -18,18 +19,8 @@ export const EDGE_CACHE_OBJECT_LIMIT = 1024 * 1024;
 
 async function whole(it: AsyncIterable<Uint8Array>): Promise<Uint8Array> {
   const parts: Uint8Array[] = [];
-  let n = 0;
-  for await (const p of it) {
-    parts.push(p);
-    n += p.length;
-  }
-  const out = new Uint8Array(n);
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
+  for await (const p of it) parts.push(p);
+  return concatBytes(parts);
 }
 
 /**

@@ -20,6 +20,7 @@ import {
   type LogLevel,
   newUuid,
   NodeIdentity,
+  toHex,
 } from "../protocol/mod.ts";
 
 /** Settings of a {@linkcode LocalCloud}. */
@@ -46,11 +47,7 @@ interface LocalState {
 }
 
 function hexKey(): string {
-  return Array.from(
-    crypto.getRandomValues(new Uint8Array(32)),
-    (b) => b.toString(16).padStart(2, "0"),
-  )
-    .join("");
+  return toHex(crypto.getRandomValues(new Uint8Array(32)));
 }
 
 async function readJson<T>(path: string): Promise<T | undefined> {

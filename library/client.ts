@@ -25,6 +25,7 @@ import {
 import { canonicalize } from "@tufjs/canonical-json";
 import {
   type Clock,
+  concatBytes,
   discardLogger,
   type Logger,
   systemClock,
@@ -181,13 +182,7 @@ export class TufClient {
       }
       chunks.push(c);
     }
-    const out = new Uint8Array(total);
-    let at = 0;
-    for (const c of chunks) {
-      out.set(c, at);
-      at += c.length;
-    }
-    return out;
+    return concatBytes(chunks);
   }
 
   #parse<T extends AnyMeta>(kind: MetadataKind, bytes: Uint8Array, what: string): T {

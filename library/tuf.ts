@@ -22,8 +22,8 @@ import {
   Timestamp,
 } from "@tufjs/models";
 import { canonicalize } from "@tufjs/canonical-json";
+import { toHex } from "../protocol/mod.ts";
 
-const hex = (b: Uint8Array) => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
 const DAY = 86_400_000;
 
 /** A TUF signing key: its public `Key` and a synchronous signer. */
@@ -47,7 +47,7 @@ export function tufSigner(seed: Uint8Array): TufSigner {
   return {
     keyId,
     key,
-    sign: (data) => new Signature({ keyID: keyId, sig: hex(ed25519.sign(data, secret)) }),
+    sign: (data) => new Signature({ keyID: keyId, sig: toHex(ed25519.sign(data, secret)) }),
   };
 }
 
@@ -56,8 +56,8 @@ export function tufSigner(seed: Uint8Array): TufSigner {
  * @param publicKey 32 bytes.
  */
 export function tufPublicKey(publicKey: Uint8Array): { keyId: string; key: Key } {
-  const keyJson = { keytype: "ed25519", scheme: "ed25519", keyval: { public: hex(publicKey) } };
-  const keyId = hex(sha256(new TextEncoder().encode(canonicalize(keyJson))));
+  const keyJson = { keytype: "ed25519", scheme: "ed25519", keyval: { public: toHex(publicKey) } };
+  const keyId = toHex(sha256(new TextEncoder().encode(canonicalize(keyJson))));
   const key = new Key({
     keyID: keyId,
     keyType: "ed25519",
@@ -192,7 +192,7 @@ export function buildSnapshot(
         "targets.json": new MetaFile({
           version: targets.signed.version,
           length: bytes.length,
-          hashes: { sha256: hex(sha256(bytes)) },
+          hashes: { sha256: toHex(sha256(bytes)) },
         }),
       },
       unrecognizedFields: options.development ? DEVELOPMENT : {},
@@ -218,7 +218,7 @@ export function buildTimestamp(
       snapshotMeta: new MetaFile({
         version: snapshot.signed.version,
         length: bytes.length,
-        hashes: { sha256: hex(sha256(bytes)) },
+        hashes: { sha256: toHex(sha256(bytes)) },
       }),
       unrecognizedFields: options.development ? DEVELOPMENT : {},
     }),

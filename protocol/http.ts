@@ -6,6 +6,7 @@
  * @module
  */
 
+import { concatBytes } from "./bytes.ts";
 import { TooLargeError, TrueCloudError } from "./errors.ts";
 
 /** The JSON body of an error answer. */
@@ -82,11 +83,5 @@ export async function readTextLimited(res: Response, maxBytes: number): Promise<
     }
     chunks.push(chunk);
   }
-  const all = new Uint8Array(total);
-  let at = 0;
-  for (const c of chunks) {
-    all.set(c, at);
-    at += c.length;
-  }
-  return new TextDecoder().decode(all);
+  return new TextDecoder().decode(concatBytes(chunks));
 }

@@ -13,3 +13,4 @@ export * from "./logger.ts";
 export * from "./schema.ts";
 export * from "./uuid.ts";
 export * from "./http.ts";
+export * from "./bytes.ts";

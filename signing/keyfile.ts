@@ -10,15 +10,13 @@ import { scryptAsync } from "@noble/hashes/scrypt.js";
 import { xchacha20poly1305 } from "@noble/ciphers/chacha.js";
 import { canonicalize } from "./_canonical.ts";
 import { ed25519FromSeed, type Ed25519Key } from "./ed25519.ts";
-import { SignatureError, ValidationError, z } from "../protocol/mod.ts";
+import { fromHex, SignatureError, toHex, ValidationError, z } from "../protocol/mod.ts";
 
 /** scrypt cost the tool writes: 2^17 (about half a second here). */
 export const DEFAULT_SCRYPT_N = 2 ** 17;
 /** Lowest scrypt cost a key file may use. */
 export const MIN_SCRYPT_N = 2 ** 14;
 
-const hex = (b: Uint8Array) => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
-const unhex = (s: string) => Uint8Array.from(s.match(/../g) ?? [], (h) => parseInt(h, 16));
 const hexOf = (bytes: number) => z.string().regex(new RegExp(`^[0-9a-f]{${bytes * 2}}$`));
 
 /** The schema of a key file. */
@@ -53,12 +51,16 @@ function associatedData(f: Omit<KeyFile, "ciphertext">): Uint8Array {
 }
 
 async function deriveKey(passphrase: string, kdf: KeyFile["kdf"]): Promise<Uint8Array> {
-  return await scryptAsync(new TextEncoder().encode(passphrase.normalize("NFC")), unhex(kdf.salt), {
-    N: kdf.N,
-    r: kdf.r,
-    p: kdf.p,
-    dkLen: 32,
-  });
+  return await scryptAsync(
+    new TextEncoder().encode(passphrase.normalize("NFC")),
+    fromHex(kdf.salt),
+    {
+      N: kdf.N,
+      r: kdf.r,
+      p: kdf.p,
+      dkLen: 32,
+    },
+  );
 }
 
 /**
@@ -84,22 +86,25 @@ export async function sealKey(
     role: meta.role,
     comment: meta.comment,
     algorithm: "ed25519",
-    publicKey: hex(key.publicKey),
+    publicKey: toHex(key.publicKey),
     kdf: {
       name: "scrypt",
       N: meta.scryptN ?? DEFAULT_SCRYPT_N,
       r: 8,
       p: 1,
-      salt: hex(crypto.getRandomValues(new Uint8Array(32))),
+      salt: toHex(crypto.getRandomValues(new Uint8Array(32))),
     },
-    cipher: { name: "xchacha20-poly1305", nonce: hex(crypto.getRandomValues(new Uint8Array(24))) },
+    cipher: {
+      name: "xchacha20-poly1305",
+      nonce: toHex(crypto.getRandomValues(new Uint8Array(24))),
+    },
   };
   const k = await deriveKey(passphrase, head.kdf);
-  const sealed = xchacha20poly1305(k, unhex(head.cipher.nonce), associatedData(head)).encrypt(
+  const sealed = xchacha20poly1305(k, fromHex(head.cipher.nonce), associatedData(head)).encrypt(
     key.seed,
   );
   k.fill(0);
-  return keyFileSchema.parse({ ...head, ciphertext: hex(sealed) });
+  return keyFileSchema.parse({ ...head, ciphertext: toHex(sealed) });
 }
 
 /**
@@ -128,8 +133,8 @@ export async function openKey(
   const k = await deriveKey(passphrase, f.kdf);
   let seed: Uint8Array;
   try {
-    seed = xchacha20poly1305(k, unhex(f.cipher.nonce), associatedData(f)).decrypt(
-      unhex(f.ciphertext),
+    seed = xchacha20poly1305(k, fromHex(f.cipher.nonce), associatedData(f)).decrypt(
+      fromHex(f.ciphertext),
     );
   } catch {
     throw new SignatureError("Cannot open key file: wrong passphrase or damaged file", {
@@ -140,7 +145,7 @@ export async function openKey(
   }
   const key = await ed25519FromSeed(seed);
   seed.fill(0);
-  if (hex(key.publicKey) !== f.publicKey) {
+  if (toHex(key.publicKey) !== f.publicKey) {
     throw new SignatureError("Cannot open key file: wrong passphrase or damaged file", {
       code: "key_file_locked",
     });

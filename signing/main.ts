@@ -14,7 +14,7 @@ import process from "node:process";
 import { parseArgs } from "node:util";
 import { Metadata, MetadataKind, Signature } from "@tufjs/models";
 import { canonicalize } from "@tufjs/canonical-json";
-import { TrueCloudError, ValidationError } from "../protocol/mod.ts";
+import { fromHex, toHex, TrueCloudError, ValidationError } from "../protocol/mod.ts";
 import {
   buildRoot,
   buildSnapshot,
@@ -79,9 +79,6 @@ Flags for every command:
 
 class UsageError extends Error {}
 
-const hex = (b: Uint8Array) => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
-const unhex = (s: string) => Uint8Array.from(s.match(/../g) ?? [], (h) => parseInt(h, 16));
-
 async function readPassphrase(file: string | undefined, confirm: boolean): Promise<string> {
   if (file) return (await Deno.readTextFile(file)).replace(/\r?\n$/, "");
   if (!Deno.stdin.isTerminal()) {
@@ -122,7 +119,7 @@ async function readJson(path: string): Promise<unknown> {
 async function publicKeyOf(keyFile: string): Promise<Uint8Array> {
   const r = keyFileSchema.safeParse(await readJson(keyFile));
   if (!r.success) throw new UsageError(`${keyFile} is not a key file`);
-  return unhex(r.data.publicKey);
+  return fromHex(r.data.publicKey);
 }
 
 /** A TUF key from a public key only: for building metadata, never for signing. */
@@ -273,7 +270,7 @@ async function main(args: string[]): Promise<number> {
       const file = positionals[0] ?? need("key", values.key);
       const pub = await publicKeyOf(file);
       console.log(`tuf key id: ${publicSigner(pub).keyId}`);
-      console.log(`public key: ${hex(pub)}`);
+      console.log(`public key: ${toHex(pub)}`);
       process.stdout.write(formatPublicKey({ keyId: pub.slice(0, 8), publicKey: pub }));
       return 0;
     }
@@ -348,7 +345,7 @@ async function main(args: string[]): Promise<number> {
             version: md.signed.version,
             signedSha256: sha256Hex(bytes),
             keyid: signer.keyId,
-            publicKey: hex(key.publicKey),
+            publicKey: toHex(key.publicKey),
             sig: sig.sig,
           },
           null,
@@ -378,10 +375,10 @@ async function main(args: string[]): Promise<number> {
         if (s.format !== "truecloud-signature-v1" || !s.keyid || !s.publicKey || !s.sig) {
           throw new UsageError(`${f} is not a signature file`);
         }
-        if (publicSigner(unhex(s.publicKey)).keyId !== s.keyid) {
+        if (publicSigner(fromHex(s.publicKey)).keyId !== s.keyid) {
           throw new UsageError(`${f}: key id does not match its key`);
         }
-        if (!(await ed25519Verify(unhex(s.publicKey), unhex(s.sig), bytes))) {
+        if (!(await ed25519Verify(fromHex(s.publicKey), fromHex(s.sig), bytes))) {
           throw new UsageError(`${f} does not sign this ${md.signed.type} metadata`);
         }
         md.signatures[s.keyid] = new Signature({ keyID: s.keyid, sig: s.sig });
@@ -451,7 +448,7 @@ async function main(args: string[]): Promise<number> {
       await writeNew(out, text);
       await noteWrote(out);
       console.log(
-        `${out}: minisign signature by ${hex(key.publicKey.slice(0, 8).reverse()).toUpperCase()}`,
+        `${out}: minisign signature by ${toHex(key.publicKey.slice(0, 8).reverse()).toUpperCase()}`,
       );
       break;
     }
@@ -465,7 +462,7 @@ async function main(args: string[]): Promise<number> {
         values.transcript,
         JSON.stringify(await signTranscript(t, key), null, 2) + "\n",
       );
-      console.log(`${values.transcript}: signed by ${hex(key.publicKey).slice(0, 16)}…`);
+      console.log(`${values.transcript}: signed by ${toHex(key.publicKey).slice(0, 16)}…`);
       return 0;
     }
     case "transcript-verify": {

@@ -7,7 +7,7 @@
  */
 
 import { createBLAKE2b } from "hash-wasm";
-import { SignatureError, ValidationError } from "../protocol/mod.ts";
+import { concatBytes, SignatureError, ValidationError } from "../protocol/mod.ts";
 import { type Ed25519Key, ed25519Verify } from "./ed25519.ts";
 
 /** A minisign public key. */
@@ -44,15 +44,7 @@ function unb64(s: string, what: string): Uint8Array {
 }
 const keyIdHex = (id: Uint8Array) =>
   Array.from(id, (b) => b.toString(16).padStart(2, "0")).reverse().join("").toUpperCase();
-const concat = (...parts: Uint8Array[]) => {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-};
+const concat = (...parts: Uint8Array[]) => concatBytes(parts);
 
 /**
  * Writes a public key in minisign's `.pub` format.

@@ -7,12 +7,9 @@
  */
 
 import { createHash } from "node:crypto";
-import { SignatureError, ValidationError, z } from "../protocol/mod.ts";
+import { fromHex, SignatureError, toHex, ValidationError, z } from "../protocol/mod.ts";
 import { canonicalize } from "./_canonical.ts";
 import { type Ed25519Key, ed25519Verify } from "./ed25519.ts";
-
-const hex = (b: Uint8Array) => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
-const unhex = (s: string) => Uint8Array.from(s.match(/../g) ?? [], (h) => parseInt(h, 16));
 
 const entrySchema = z.strictObject({
   time: z.string(),
@@ -90,8 +87,8 @@ function signedBytes(t: Transcript): Uint8Array {
  */
 export async function signTranscript(t: Transcript, key: Ed25519Key): Promise<Transcript> {
   const sig = await key.sign(signedBytes(t));
-  const others = t.signatures.filter((s) => s.publicKey !== hex(key.publicKey));
-  return { ...t, signatures: [...others, { publicKey: hex(key.publicKey), sig: hex(sig) }] };
+  const others = t.signatures.filter((s) => s.publicKey !== toHex(key.publicKey));
+  return { ...t, signatures: [...others, { publicKey: toHex(key.publicKey), sig: toHex(sig) }] };
 }
 
 /**
@@ -106,7 +103,7 @@ export async function verifyTranscript(t: Transcript): Promise<string[]> {
   }
   const bytes = signedBytes(t);
   for (const s of t.signatures) {
-    if (!(await ed25519Verify(unhex(s.publicKey), unhex(s.sig), bytes))) {
+    if (!(await ed25519Verify(fromHex(s.publicKey), fromHex(s.sig), bytes))) {
       throw new SignatureError(
         `Transcript signature by ${s.publicKey.slice(0, 16)}… does not verify`,
       );
