@@ -10,7 +10,15 @@
 
 import { type Context, Hono } from "hono";
 import type { CID } from "multiformats/cid";
-import { NotFoundError, TrueCloudError, ValidationError } from "../protocol/mod.ts";
+import {
+  type ByteRange,
+  escapeHtml,
+  etagMatches,
+  NotFoundError,
+  parseRanges,
+  TrueCloudError,
+  ValidationError,
+} from "../protocol/mod.ts";
 import { parseCid } from "./content.ts";
 import { EDGE_CACHE_OBJECT_LIMIT } from "./source.ts";
 
@@ -42,47 +50,7 @@ export interface ContentSource {
   cached?(cid: CID): Uint8Array | undefined;
 }
 
-/** A byte range, inclusive. */
-interface Span {
-  start: number;
-  end: number;
-}
-
-const MAX_RANGES = 16;
-
-/**
- * Parses a `Range` header (RFC 9110 §14.2) against a size.
- * @returns The ranges, `"unsatisfiable"`, or `undefined` to ignore the header and send everything.
- */
-export function parseRanges(header: string, size: number): Span[] | "unsatisfiable" | undefined {
-  const m = /^bytes=(.+)$/.exec(header.trim());
-  if (!m) return undefined;
-  const parts = m[1].split(",").map((p) => p.trim());
-  if (parts.length > MAX_RANGES) return undefined; // too many: send the whole, as RFC 9110 allows
-  const spans: Span[] = [];
-  for (const p of parts) {
-    const r = /^(\d{0,15})-(\d{0,15})$/.exec(p);
-    if (!r || (r[1] === "" && r[2] === "")) return undefined;
-    if (r[1] === "") {
-      const n = Number(r[2]);
-      if (n > 0 && size > 0) spans.push({ start: Math.max(0, size - n), end: size - 1 });
-      continue;
-    }
-    const start = Number(r[1]);
-    if (r[2] !== "" && Number(r[2]) < start) return undefined;
-    if (start >= size) continue;
-    spans.push({ start, end: r[2] === "" ? size - 1 : Math.min(Number(r[2]), size - 1) });
-  }
-  return spans.length ? spans : "unsatisfiable";
-}
-
 const TEXT = /^(text\/|application\/(json|xml|javascript|rss\+xml|atom\+xml)|image\/svg\+xml)/;
-
-const esc = (s: string) =>
-  s.replace(
-    /[&<>"']/g,
-    (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]!,
-  );
 
 function stream(it: AsyncIterable<Uint8Array>): ReadableStream<Uint8Array> {
   const iter = it[Symbol.asyncIterator]();
@@ -129,10 +97,12 @@ export function createCdnApp(source: ContentSource): Hono {
       return c.json({ objects: entries });
     }
     const rows = entries.map((e) =>
-      `<tr><td><a href="/cdn/${esc(encodeURIComponent(e.name))}">${
-        esc(e.name)
+      `<tr><td><a href="/cdn/${escapeHtml(encodeURIComponent(e.name))}">${
+        escapeHtml(e.name)
       }</a></td><td>${e.size}</td>` +
-      `<td>${esc(e.type)}</td><td><a href="/cdn/${e.cid}"><code>${e.cid}</code></a></td></tr>`
+      `<td>${
+        escapeHtml(e.type)
+      }</td><td><a href="/cdn/${e.cid}"><code>${e.cid}</code></a></td></tr>`
     ).join("\n");
     return c.html(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>True Cloud CDN</title></head>
@@ -181,11 +151,7 @@ ${rows}
       "cache-control": byAddress ? "public, max-age=31536000, immutable" : "public, max-age=60",
       vary: "accept-encoding",
     };
-    const inm = c.req.header("if-none-match");
-    if (
-      inm &&
-      (inm.trim() === "*" || inm.split(/\s*,\s*/).map((t) => t.replace(/^W\//, "")).includes(etag))
-    ) {
+    if (etagMatches(c.req.header("if-none-match"), etag)) {
       return new Response(null, { status: 304, headers });
     }
     const rangeHeader = c.req.header("range");
@@ -218,7 +184,7 @@ ${rows}
     if (ranges) {
       const boundary = `tc-${crypto.randomUUID()}`;
       const enc = new TextEncoder();
-      const part = (r: Span) =>
+      const part = (r: ByteRange) =>
         enc.encode(
           `--${boundary}\r\ncontent-type: ${
             obj!.type
@@ -229,7 +195,7 @@ ${rows}
         tail.length;
       const o = obj;
       const body = async function* () {
-        for (const r of ranges as Span[]) {
+        for (const r of ranges as ByteRange[]) {
           yield part(r);
           yield* source.read(o.cid, { offset: r.start, length: r.end - r.start + 1 });
           yield enc.encode("\r\n");

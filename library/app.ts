@@ -12,7 +12,7 @@
  */
 
 import { Hono } from "hono";
-import { NotFoundError, ValidationError } from "../protocol/mod.ts";
+import { escapeHtml, NotFoundError, ValidationError } from "../protocol/mod.ts";
 import { serveFile } from "./files.ts";
 import { safeTargetPath } from "./repository.ts";
 
@@ -102,12 +102,6 @@ async function listInstallers(dir: string, base: string): Promise<InstallerEntry
   return out.sort((a, b) => a.name.localeCompare(b.name));
 }
 
-const esc = (s: string) =>
-  s.replace(
-    /[&<>"']/g,
-    (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]!,
-  );
-
 async function listKeys(dir: string): Promise<string[]> {
   const names: string[] = [];
   try {
@@ -138,15 +132,19 @@ export function createInstallersApp(dir: string, base = "/installers"): Hono {
       return c.json({ installers: list, keys: keys.map((k) => `${base}/keys/${k}`) });
     }
     const rows = list.map((i) =>
-      `<tr><td><a href="${esc(i.url)}">${esc(i.name)}</a>${
+      `<tr><td><a href="${escapeHtml(i.url)}">${escapeHtml(i.name)}</a>${
         i.development ? " <strong>(development keys)</strong>" : ""
       }</td>` +
-      `<td>${esc(i.version ?? "")}</td><td>${i.length}</td><td><code>${esc(i.sha256)}</code></td>` +
-      `<td><a href="${esc(i.minisig)}">minisig</a> <a href="${
-        esc(i.minisig2)
+      `<td>${escapeHtml(i.version ?? "")}</td><td>${i.length}</td><td><code>${
+        escapeHtml(i.sha256)
+      }</code></td>` +
+      `<td><a href="${escapeHtml(i.minisig)}">minisig</a> <a href="${
+        escapeHtml(i.minisig2)
       }">countersignature</a></td></tr>`
     ).join("\n");
-    const keyLinks = keys.map((k) => `<li><a href="${esc(`${base}/keys/${k}`)}">${esc(k)}</a></li>`)
+    const keyLinks = keys.map((k) =>
+      `<li><a href="${escapeHtml(`${base}/keys/${k}`)}">${escapeHtml(k)}</a></li>`
+    )
       .join("");
     return c.html(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>True Cloud installers</title></head>

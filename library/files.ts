@@ -5,36 +5,19 @@
  * @module
  */
 
-import { NotFoundError } from "../protocol/mod.ts";
-
-/** A byte range, inclusive. */
-export interface ByteRange {
-  /** First byte. */
-  start: number;
-  /** Last byte. */
-  end: number;
-}
+import { type ByteRange, etagMatches, NotFoundError, parseRanges } from "../protocol/mod.ts";
 
 /**
- * Parses a `Range` header against a size (RFC 9110 §14.2): one range of `bytes`.
+ * Parses a `Range` header for one byte range (RFC 9110 §14.2); several ranges are ignored here
+ * (the whole file is sent, as RFC 9110 allows).
  * @param header The header value.
  * @param size The representation's size.
- * @returns The range, `"unsatisfiable"`, or `undefined` when the header is to be ignored
- * (not bytes, several ranges, malformed — the whole file is then sent, as RFC 9110 allows).
+ * @returns The range, `"unsatisfiable"`, or `undefined` when the header is to be ignored.
  */
 export function parseRange(header: string, size: number): ByteRange | "unsatisfiable" | undefined {
-  const m = /^bytes=\s*(\d{0,15})\s*-\s*(\d{0,15})\s*$/.exec(header.trim());
-  if (!m || (m[1] === "" && m[2] === "")) return undefined;
-  if (m[1] === "") {
-    const n = Number(m[2]);
-    if (n === 0 || size === 0) return "unsatisfiable";
-    return { start: Math.max(0, size - n), end: size - 1 };
-  }
-  const start = Number(m[1]);
-  const end = m[2] === "" ? size - 1 : Math.min(Number(m[2]), size - 1);
-  if (m[2] !== "" && Number(m[2]) < start) return undefined;
-  if (start >= size) return "unsatisfiable";
-  return { start, end };
+  if (header.includes(",")) return undefined;
+  const r = parseRanges(header, size);
+  return r === undefined || r === "unsatisfiable" ? r : r[0];
 }
 
 /**
@@ -63,11 +46,7 @@ export async function serveFile(req: Request, path: string, type: string): Promi
     "accept-ranges": "bytes",
     "cache-control": "no-cache",
   };
-  const inm = req.headers.get("if-none-match");
-  if (
-    inm &&
-    (inm.trim() === "*" || inm.split(/\s*,\s*/).map((t) => t.replace(/^W\//, "")).includes(etag))
-  ) {
+  if (etagMatches(req.headers.get("if-none-match"), etag)) {
     return new Response(null, { status: 304, headers });
   }
   const rangeHeader = req.headers.get("range");

@@ -85,3 +85,68 @@ export async function readTextLimited(res: Response, maxBytes: number): Promise<
   }
   return new TextDecoder().decode(concatBytes(chunks));
 }
+
+/**
+ * Escapes text for HTML element content and attribute values.
+ * @param text Any text.
+ */
+export function escapeHtml(text: string): string {
+  return text.replace(
+    /[&<>"']/g,
+    (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]!,
+  );
+}
+
+/**
+ * Tells whether an `If-None-Match` header matches an entity tag (weak comparison, RFC 9110 §13.1.2).
+ * @param header The header value, if any.
+ * @param etag The current strong ETag, quoted.
+ */
+export function etagMatches(header: string | null | undefined, etag: string): boolean {
+  if (!header) return false;
+  return header.trim() === "*" ||
+    header.split(/\s*,\s*/).map((t) => t.replace(/^W\//, "")).includes(etag);
+}
+
+/** A byte range, inclusive. */
+export interface ByteRange {
+  /** First byte. */
+  start: number;
+  /** Last byte. */
+  end: number;
+}
+
+/** Most ranges in one request; more are answered with the whole representation. */
+export const MAX_RANGES = 16;
+
+/**
+ * Parses a `Range` header (RFC 9110 §14.2) against a representation's size.
+ * @param header The header value.
+ * @param size The size in bytes.
+ * @returns The satisfiable ranges, `"unsatisfiable"` when there is none, or `undefined` when the
+ * header is to be ignored (not bytes, malformed, too many ranges) and the whole sent.
+ */
+export function parseRanges(
+  header: string,
+  size: number,
+): ByteRange[] | "unsatisfiable" | undefined {
+  const m = /^bytes=(.+)$/.exec(header.trim());
+  if (!m) return undefined;
+  const parts = m[1].split(",").map((p) => p.trim());
+  if (parts.length > MAX_RANGES) return undefined;
+  const spans: ByteRange[] = [];
+  for (const p of parts) {
+    const r = /^(\d{0,15})-(\d{0,15})$/.exec(p);
+    if (!r || (r[1] === "" && r[2] === "")) return undefined;
+    if (r[1] === "") {
+      const n = Number(r[2]);
+      if (n > 0 && size > 0) spans.push({ start: Math.max(0, size - n), end: size - 1 });
+      continue;
+    }
+    const start = Number(r[1]);
+    if (r[2] !== "" && Number(r[2]) < start) return undefined;
+    if (start >= size) continue;
+    spans.push({ start, end: r[2] === "" ? size - 1 : Math.min(Number(r[2]), size - 1) });
+  }
+  return spans.length ? spans : "unsatisfiable";
+}
