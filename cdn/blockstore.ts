@@ -33,6 +33,7 @@ export class BlockStore {
   #reserved = 0;
   #sizes = new Map<string, number>();
   #writing = new Map<string, Promise<void>>();
+  #readOnly = false;
 
   private constructor(dir: string, quota: number) {
     this.#dir = dir;
@@ -56,6 +57,17 @@ export class BlockStore {
         s.#used += size;
       }
     }
+    return s;
+  }
+
+  /**
+   * Opens a store for reading only, without counting what it holds: for the gateway, which serves
+   * from the nodes' stores and must not spend its start-up walking them.
+   * @param dir The directory.
+   */
+  static openReadOnly(dir: string): BlockStore {
+    const s = new BlockStore(dir, 0);
+    s.#readOnly = true;
     return s;
   }
 
@@ -92,6 +104,9 @@ export class BlockStore {
    * @throws {TrueCloudError} `quota_exceeded` when it would go over the quota.
    */
   async put(cid: CID, bytes: Uint8Array): Promise<CID> {
+    if (this.#readOnly) {
+      throw new TrueCloudError("This block store is read-only", { code: "read_only" });
+    }
     if (!CODECS.has(cid.code)) {
       throw new ValidationError(`Codec 0x${cid.code.toString(16)} is not stored here`);
     }
@@ -163,8 +178,13 @@ export class BlockStore {
    * Tells whether a block is here.
    * @param cid The block's CID.
    */
-  has(cid: CID): Promise<boolean> {
-    return Promise.resolve(this.#sizes.has(cid.toString()));
+  async has(cid: CID): Promise<boolean> {
+    if (!this.#readOnly) return this.#sizes.has(cid.toString());
+    try {
+      return (await Deno.stat(this.#path(cid))).isFile;
+    } catch {
+      return false;
+    }
   }
 
   /**

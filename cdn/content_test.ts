@@ -120,3 +120,21 @@ Deno.test("parseCid() takes CIDv1 raw or dag-pb with SHA-256 only", () => {
     assert.throws(() => parseCid(bad), ValidationError, bad);
   }
 });
+
+Deno.test("BlockStore.openReadOnly() reads what another store wrote, without counting it, and refuses writes", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const writer = await BlockStore.open(dir, 1 << 22);
+    const data = pattern(1.5 * CHUNK_SIZE);
+    const { cid } = await addContent(writer, data);
+    const reader = BlockStore.openReadOnly(dir);
+    assert.equal(await reader.has(cid), true);
+    assert.deepEqual(await collect(readContent(reader, cid)), data);
+    await assert.rejects(
+      addContent(reader, new Uint8Array(10)),
+      (e: Error & { code?: string }) => e.code === "read_only",
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

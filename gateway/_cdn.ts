@@ -18,13 +18,13 @@ export async function openCdnEgress(
   try {
     for await (const e of Deno.readDir(`${dir}/nodes`)) {
       if (e.isDirectory) {
-        stores.push(await BlockStore.open(`${dir}/nodes/${e.name}`, Number.MAX_SAFE_INTEGER));
+        stores.push(BlockStore.openReadOnly(`${dir}/nodes/${e.name}`));
       }
     }
   } catch {
     // no per-node stores: a single one
   }
-  if (!stores.length) stores.push(await BlockStore.open(`${dir}/blocks`, Number.MAX_SAFE_INTEGER));
+  if (!stores.length) stores.push(BlockStore.openReadOnly(`${dir}/blocks`));
   const blocks = new StoreSet(stores);
   const catalogue = await Catalogue.open(`${dir}/catalogue.kv`, {
     isMember: () => false, // the gateway only reads
