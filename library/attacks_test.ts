@@ -8,6 +8,7 @@ import { makeSelfSigned, serveHttps } from "../gateway/mod.ts";
 import { toHttpError } from "../protocol/mod.ts";
 import { createTufApp } from "./app.ts";
 import { TufClient, TufError } from "./client.ts";
+import { runTufJs } from "./_tuf_js.ts";
 import {
   addTargetFile,
   describeTarget,
@@ -27,7 +28,6 @@ import {
   tufSigner,
 } from "./tuf.ts";
 
-const root = new URL("..", import.meta.url).pathname;
 const seed = () => crypto.getRandomValues(new Uint8Array(32));
 const TARGET = "installers/app.bin";
 
@@ -112,26 +112,7 @@ class Fixture {
 
   async tufJs(work: string): Promise<{ ok: boolean; error?: string }> {
     await Deno.writeFile(`${this.dir}/pinned-root.json`, metadataBytes(this.roots[0]));
-    const out = await new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "--config",
-        `${root}deno.json`,
-        "-A",
-        `${root}library/_tuf_client_probe.ts`,
-        this.base,
-        `${this.dir}/pinned-root.json`,
-        TARGET,
-        work,
-      ],
-      env: { DENO_CERT: this.ca, NO_COLOR: "1" },
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    return JSON.parse(
-      new TextDecoder().decode(out.stdout).trim().split("\n").pop() ||
-        '{"ok":false,"error":"no output"}',
-    );
+    return await runTufJs(this.base, `${this.dir}/pinned-root.json`, TARGET, work, this.ca);
   }
 
   async bothOnce(): Promise<{ ours: string; tufJs: string }> {

@@ -4,6 +4,7 @@ import { makeSelfSigned, serveHttps } from "../gateway/mod.ts";
 import { toHttpError } from "../protocol/mod.ts";
 import { createTufApp } from "./app.ts";
 import { verifyFile } from "./client.ts";
+import { runTufJs } from "./_tuf_js.ts";
 import { addTargetFile, describeTarget, writeMetadata } from "./repository.ts";
 import {
   buildRoot,
@@ -16,7 +17,6 @@ import {
 } from "./tuf.ts";
 
 const seed = () => crypto.getRandomValues(new Uint8Array(32));
-const root = new URL("..", import.meta.url).pathname;
 
 async function repository(dir: string, opts: { timestampDays?: number } = {}) {
   const signers = {
@@ -62,30 +62,14 @@ async function serve(dir: string) {
   return { srv, base: `https://127.0.0.1:${srv.port}/tuf` };
 }
 
-async function tufJs(dir: string, base: string, target: string) {
-  const work = await Deno.makeTempDir({ dir });
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "--config",
-      `${root}deno.json`,
-      "-A",
-      `${root}library/_tuf_client_probe.ts`,
-      base,
-      `${dir}/repo/1.root.json`,
-      target,
-      work,
-    ],
-    env: { DENO_CERT: `${dir}/ca.pem`, NO_COLOR: "1" },
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const line = new TextDecoder().decode(out.stdout).trim().split("\n").pop() ?? "";
-  try {
-    return JSON.parse(line) as { ok: boolean; length?: number; error?: string };
-  } catch {
-    throw new Error(`tuf-js probe printed no result: ${new TextDecoder().decode(out.stderr)}`);
-  }
+function tufJs(dir: string, base: string, target: string) {
+  return runTufJs(
+    base,
+    `${dir}/repo/1.root.json`,
+    target,
+    `${dir}/tufjs-${crypto.randomUUID()}`,
+    `${dir}/ca.pem`,
+  );
 }
 
 Deno.test("tuf-js refreshes our metadata over HTTPS and downloads a target", async () => {

@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { Catalogue, holders } from "../cdn/mod.ts";
 import { readFeed } from "../discovery/mod.ts";
+import { runTufJs } from "../library/_tuf_js.ts";
 import { installed } from "../protocol/_test_tools.ts";
 import { parsePublicKey, verifyMinisign } from "../signing/mod.ts";
 
@@ -159,27 +160,15 @@ Deno.test("deno task start runs the local cloud; its feed and its release verify
         );}
     }
     const work = await Deno.makeTempDir();
-    const probe = await new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "--config",
-        `${root}deno.json`,
-        "-A",
-        `${root}library/_tuf_client_probe.ts`,
-        `${gateway}/tuf`,
-        `${home}/repository/1.root.json`,
-        `installers/${tarball.name}`,
-        work,
-      ],
-      env: { DENO_CERT: `${home}/tls/gateway-cert.pem`, NO_COLOR: "1" },
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
+    const probe = await runTufJs(
+      `${gateway}/tuf`,
+      `${home}/repository/1.root.json`,
+      `installers/${tarball.name}`,
+      work,
+      `${home}/tls/gateway-cert.pem`,
+    );
     await Deno.remove(work, { recursive: true });
-    assert.deepEqual(JSON.parse(new TextDecoder().decode(probe.stdout).trim().split("\n").pop()!), {
-      ok: true,
-      length: tarball.length,
-    });
+    assert.deepEqual(probe, { ok: true, length: tarball.length });
 
     // The CDN: public samples by name and by address (ranges too); members-only content never.
     const cdnIndex =
