@@ -14,7 +14,7 @@
  * @module
  */
 
-import { discardLogger, type Logger } from "../protocol/mod.ts";
+import { concatBytes, discardLogger, type Logger } from "../protocol/mod.ts";
 
 /** A fetch-style handler, as Hono's `app.fetch`. */
 export type FetchHandler = (
@@ -128,14 +128,37 @@ export function setListenerNoDelay(port: number, maxFd = 4096): number {
  */
 async function streamed(res: Response): Promise<Response> {
   if (!res.body) return res;
-  const bytes = new Uint8Array(await res.arrayBuffer());
+  // Only small bodies stall, and only they are gathered into one chunk: reading stops at 64 KiB,
+  // and a larger body goes on streaming from where it was, so memory stays bounded.
+  const reader = res.body.getReader();
+  const head: Uint8Array[] = [];
+  let size = 0;
+  let done = false;
+  while (size <= 65536) {
+    const r = await reader.read();
+    if (r.done) {
+      done = true;
+      break;
+    }
+    head.push(r.value);
+    size += r.value.length;
+  }
   const headers = new Headers(res.headers);
-  headers.set("content-length", String(bytes.length));
+  if (done) headers.set("content-length", String(size));
+  const first = concatBytes(head);
   return new Response(
-    new ReadableStream({
+    new ReadableStream<Uint8Array>({
       start(c) {
-        c.enqueue(bytes);
-        c.close();
+        if (first.length) c.enqueue(first);
+        if (done) c.close();
+      },
+      async pull(c) {
+        const r = await reader.read();
+        if (r.done) c.close();
+        else c.enqueue(r.value);
+      },
+      cancel(reason) {
+        return reader.cancel(reason);
       },
     }),
     { status: res.status, statusText: res.statusText, headers },

@@ -53,13 +53,18 @@ Deno.test("serveHttps() falls back to streamed bodies where FFI is not allowed",
       import { serveHttps } from ${JSON.stringify(new URL("./server.ts", import.meta.url).href)};
       const cert = await Deno.readTextFile(${JSON.stringify(`${dir}/cert.pem`)});
       const key = await Deno.readTextFile(${JSON.stringify(`${dir}/key.pem`)});
-      const srv = serveHttps(() => new Response("y".repeat(3000), { headers: { "x-kept": "1" } }),
+      const big = new Uint8Array(5 * 1024 * 1024).fill(7);
+      const srv = serveHttps((req) => new URL(req.url).pathname === "/big"
+        ? new Response(new Blob([big]).stream()) // a large streamed body goes on streaming
+        : new Response("y".repeat(3000), { headers: { "x-kept": "1" } }),
         { hostname: "127.0.0.1", port: 0, cert, key });
       const client = Deno.createHttpClient({ caCerts: [cert] });
       const res = await fetch("https://127.0.0.1:" + srv.port + "/", { client });
       const text = await res.text();
+      const bigRes = await fetch("https://127.0.0.1:" + srv.port + "/big", { client });
+      const bigLen = (await bigRes.arrayBuffer()).byteLength;
       console.log(JSON.stringify({ noDelay: srv.noDelay, len: text.length, kept: res.headers.get("x-kept"),
-        cl: res.headers.get("content-length") }));
+        cl: res.headers.get("content-length"), bigLen }));
       client.close();
       await srv.shutdown();
     `;
@@ -82,7 +87,13 @@ Deno.test("serveHttps() falls back to streamed bodies where FFI is not allowed",
     }).output();
     const stdout = new TextDecoder().decode(out.stdout).trim().split("\n").pop()!;
     assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
-    assert.deepEqual(JSON.parse(stdout), { noDelay: false, len: 3000, kept: "1", cl: "3000" });
+    assert.deepEqual(JSON.parse(stdout), {
+      noDelay: false,
+      len: 3000,
+      kept: "1",
+      cl: "3000",
+      bigLen: 5 * 1024 * 1024,
+    });
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
