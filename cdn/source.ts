@@ -14,6 +14,16 @@ import type { Catalogue } from "./catalogue.ts";
 import { readContent } from "./content.ts";
 import type { ContentSource, PublishedObject } from "./egress.ts";
 
+/** How long a catalogue lookup is trusted, in milliseconds. */
+const MEMO_MS = 1000;
+
+interface Memo {
+  at: number;
+  value: Promise<PublishedObject | undefined>;
+  settled: boolean;
+  obj?: PublishedObject;
+}
+
 /** Objects up to this size are kept whole in the edge cache. */
 export const EDGE_CACHE_OBJECT_LIMIT = 1024 * 1024;
 
@@ -40,19 +50,29 @@ export function gatewaySource(
   });
   // Catalogue lookups are kept for a second: a published name or CID changes rarely, and a KV read
   // per request would cost more than the rest of the answer.
-  const memo = new Map<string, { at: number; value: Promise<PublishedObject | undefined> }>();
+  const memo = new Map<string, Memo>();
   const remember = (key: string, load: () => Promise<PublishedObject | undefined>) => {
     const now = Date.now();
     const hit = memo.get(key);
-    if (hit && now - hit.at < 1000) return hit.value;
+    if (hit && now - hit.at < MEMO_MS) return hit.value;
     if (memo.size > 10_000) memo.clear();
-    const value = load();
-    memo.set(key, { at: now, value });
-    return value;
+    const entry: Memo = { at: now, value: load(), settled: false };
+    entry.value.then((obj) => {
+      entry.settled = true;
+      entry.obj = obj;
+    }, () => memo.delete(key));
+    memo.set(key, entry);
+    return entry.value;
   };
   return {
     cache,
     cached: (cid) => cache.get(cid.toString()),
+    peek(cid) {
+      const hit = memo.get(`c:${cid}`);
+      if (!hit?.settled || !hit.obj || Date.now() - hit.at >= MEMO_MS) return undefined;
+      const bytes = cache.get(cid);
+      return bytes && { obj: hit.obj, bytes };
+    },
     byName: (name) => remember(`n:${name}`, () => catalogue.byName(name)),
     byCid: (cid) => remember(`c:${cid}`, () => catalogue.byCid(cid)),
     list: () => catalogue.list(),

@@ -1,6 +1,8 @@
 /**
  * The local cloud's CDN upkeep: every few seconds, the CDN nodes whose store is still there are the
  * live ones, and every published object is brought to the holders placement gives it among them.
+ * Every few minutes each live store is scrubbed (every block hashed again), so that damage a read
+ * would not notice is found and repaired from another holder.
  *
  * @module
  */
@@ -16,14 +18,24 @@ export class CdnRepairLoop {
   readonly #log: Logger;
   #timer?: ReturnType<typeof setInterval>;
   #running?: Promise<void>;
+  #lastScrub = Date.now();
+  readonly #scrubEveryMs: number;
 
   /**
    * @param home The state directory.
    * @param nodes The CDN nodes' stores, by node id.
    * @param catalogue What is published.
    * @param log Logger.
+   * @param scrubEveryMs How often the stores are scrubbed (default 10 minutes).
    */
-  constructor(home: string, nodes: Map<string, BlockStore>, catalogue: Catalogue, log: Logger) {
+  constructor(
+    home: string,
+    nodes: Map<string, BlockStore>,
+    catalogue: Catalogue,
+    log: Logger,
+    scrubEveryMs = 10 * 60_000,
+  ) {
+    this.#scrubEveryMs = scrubEveryMs;
     this.#home = home;
     this.#nodes = nodes;
     this.#catalogue = catalogue;
@@ -39,6 +51,15 @@ export class CdnRepairLoop {
         live.set(id, store);
       } catch {
         // this node's store is gone: the node has left
+      }
+    }
+    if (Date.now() - this.#lastScrub >= this.#scrubEveryMs) {
+      this.#lastScrub = Date.now();
+      for (const [id, store] of live) {
+        const { checked, damaged } = await store.scrub();
+        if (damaged.length) {
+          this.#log.warn("Damaged blocks dropped", { node: id, checked, damaged });
+        }
       }
     }
     const cids = (await this.#catalogue.list()).map((o) => o.cid);

@@ -2,12 +2,21 @@
 // catalogue, the CDN nodes' block stores on this host (`nodes/*`, or a single `blocks`), and the
 // edge cache. Publishing happens inside the cloud.
 import type { Hono } from "hono";
-import { BlockStore, Catalogue, createCdnApp, gatewaySource, StoreSet } from "../cdn/mod.ts";
+import {
+  BlockStore,
+  Catalogue,
+  cdnFastPath,
+  createCdnApp,
+  gatewaySource,
+  StoreSet,
+} from "../cdn/mod.ts";
 
 /** Opens the CDN egress, or gives `undefined` when there is no CDN directory. */
 export async function openCdnEgress(
   dir: string | undefined,
-): Promise<{ app: Hono; close(): void } | undefined> {
+): Promise<
+  { app: Hono; fast: (req: Request) => Response | undefined; close(): void } | undefined
+> {
   if (!dir) return undefined;
   try {
     if (!(await Deno.stat(dir)).isDirectory) return undefined;
@@ -30,5 +39,10 @@ export async function openCdnEgress(
     isMember: () => false, // the gateway only reads
     has: (cid) => blocks.has(cid),
   });
-  return { app: createCdnApp(gatewaySource(catalogue, blocks)), close: () => catalogue.close() };
+  const source = gatewaySource(catalogue, blocks);
+  return {
+    app: createCdnApp(source),
+    fast: cdnFastPath(source),
+    close: () => catalogue.close(),
+  };
 }

@@ -119,6 +119,7 @@ export async function startServing(
     tuf: s.config.repository ? createTufApp(s.config.repository) : undefined,
     installers: s.config.repository ? createInstallersApp(s.config.repository) : undefined,
     cdn: cdn?.app,
+    cdnFast: cdn?.fast,
     metrics,
     collectMetrics: () => exchange.collect(),
     log: log.child("http"),

@@ -30,6 +30,24 @@ const SECURITY_HEADERS: readonly (readonly [string, string])[] = [
   ["content-security-policy", "default-src 'none'; frame-ancestors 'none'"],
 ];
 
+interface FastPath {
+  answer: (req: Request) => Response | undefined;
+  counted: { inc(): void };
+  timed: { observe(v: number): void };
+}
+
+function fastPath(
+  metrics: GatewayMetrics,
+  route: string,
+  answer: (req: Request) => Response | undefined,
+): FastPath {
+  return {
+    answer,
+    counted: metrics.requests.labels("GET", route, "200"),
+    timed: metrics.duration.labels("GET", route),
+  };
+}
+
 /** Dependencies and settings of {@linkcode createGatewayApp}. */
 export interface GatewayAppDeps {
   /** The discovery sub-app, mounted at `/discovery`. */
@@ -42,6 +60,9 @@ export interface GatewayAppDeps {
   cdn?: Hono;
   /** Renders the discovery feed: given, plain feed requests take a fast path (see below). */
   feed?: (count: number) => string;
+  /** The CDN's fast path (`cdnFastPath`): answers a plain `GET /cdn/{CID}` of an object in the edge
+   * cache without the router, or gives `undefined`. */
+  cdnFast?: (req: Request) => Response | undefined;
   /** Metrics (a fresh registry if not given). */
   metrics?: GatewayMetrics;
   /** Logger for access and error logs. */
@@ -178,6 +199,12 @@ export function createGatewayApp(deps: GatewayAppDeps): Hono {
       }
     }
     await next();
+    // A sub-app that answers with a `Response` of its own (the CDN, the installers' files) does not
+    // carry the headers set above: they go onto its answer here.
+    const h = c.res.headers;
+    if (!h.has(SECURITY_HEADERS[0][0])) {
+      for (const [k, v] of SECURITY_HEADERS) h.set(k, v);
+    }
   });
 
   app.use(bodyLimit({
@@ -233,47 +260,65 @@ export function createGatewayApp(deps: GatewayAppDeps): Hono {
     return c.json(body, status as 400);
   });
 
-  // The fast path of the hottest public route: a plain `GET /discovery/feed.rss[?count=N]` is
-  // answered without Hono's middleware chain, with the same headers, rate limit and metrics as the
-  // routed answer (the tests compare the two). Anything else, and a client over its rate, goes the
-  // ordinary way.
+  // Fast paths of the hottest public routes: a plain `GET /discovery/feed.rss[?count=N]`, and a
+  // plain `GET /cdn/{CID}` of an object in the edge cache, are answered without Hono's middleware
+  // chain, with the same headers, rate limit and metrics as the routed answer (the tests compare
+  // the two). Anything else, and a client over its rate, goes the ordinary way.
+  const fast: FastPath[] = [];
   if (deps.feed) {
     const render = deps.feed;
-    const honoFetch = app.fetch;
     const contentType: [string, string][] = [["content-type", FEED_HEADERS["content-type"]]];
     const others = [...SECURITY_HEADERS, ...Object.entries(FEED_HEADERS)]
       .filter(([k]) => k !== "content-type");
-    const counted = metrics.requests.labels("GET", "/discovery/feed.rss", "200");
-    const timed = metrics.duration.labels("GET", "/discovery/feed.rss");
+    fast.push(fastPath(metrics, "/discovery/feed.rss", (req) => {
+      const count = req.method === "GET"
+        ? plainFeedCount(req.url, "/discovery/feed.rss")
+        : undefined;
+      if (count === undefined) return undefined;
+      // Headers beyond Content-Type are added after construction: given to the constructor,
+      // Deno 2.9 copies the body into a native response at once and registers it for
+      // finalisation, about 20 µs per response here; added afterwards, they cost about 1 µs.
+      const res = new Response(render(count), { headers: contentType });
+      for (const [k, v] of others) res.headers.set(k, v);
+      return res;
+    }));
+  }
+  if (deps.cdnFast) {
+    const answer = deps.cdnFast;
+    fast.push(fastPath(metrics, "/cdn/*", (req) => {
+      const res = answer(req);
+      if (res) { for (const [k, v] of SECURITY_HEADERS) res.headers.set(k, v); }
+      return res;
+    }));
+  }
+  if (fast.length) {
+    const honoFetch = app.fetch;
     const allowed = (env: unknown): boolean => {
       if (!limiter) return true;
       const client = clientAddress({ env } as Context);
       return isExempt(client) || limiter.take(client).allowed;
     };
     app.fetch = (req, env, ctx) => {
-      const count = req.method === "GET"
-        ? plainFeedCount(req.url, "/discovery/feed.rss")
-        : undefined;
-      if (count === undefined || !allowed(env)) return honoFetch(req, env, ctx);
-      const start = performance.now();
-      // Headers beyond Content-Type are added after construction: given to the constructor,
-      // Deno 2.9 copies the body into a native response at once and registers it for
-      // finalisation, about 20 µs per response here; added afterwards, they cost about 1 µs.
-      const res = new Response(render(count), { headers: contentType });
-      for (const [k, v] of others) res.headers.set(k, v);
-      const seconds = (performance.now() - start) / 1000;
-      counted.inc();
-      timed.observe(seconds);
-      if (accessLog) {
-        log.info("Request", {
-          method: "GET",
-          path: "/discovery/feed.rss",
-          status: 200,
-          ms: Math.round(seconds * 10_000) / 10,
-          client: clientAddress({ env } as Context),
-        });
+      for (const f of fast) {
+        const start = performance.now();
+        const res = f.answer(req);
+        if (!res) continue;
+        if (!allowed(env)) break;
+        const seconds = (performance.now() - start) / 1000;
+        f.counted.inc();
+        f.timed.observe(seconds);
+        if (accessLog) {
+          log.info("Request", {
+            method: "GET",
+            path: new URL(req.url).pathname,
+            status: 200,
+            ms: Math.round(seconds * 10_000) / 10,
+            client: clientAddress({ env } as Context),
+          });
+        }
+        return res;
       }
-      return res;
+      return honoFetch(req, env, ctx);
     };
   }
 

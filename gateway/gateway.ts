@@ -279,6 +279,7 @@ export class Gateway {
           tuf: config.repository ? createTufApp(config.repository) : undefined,
           installers: config.repository ? createInstallersApp(config.repository) : undefined,
           cdn: cdn?.app,
+          cdnFast: cdn?.fast,
           metrics,
           log: log.child("http"),
           rateLimit: config.rateLimit,
