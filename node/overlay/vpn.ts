@@ -1,0 +1,489 @@
+/**
+ * One management VPN as a member sees it (`docs/protocol/join.md`): a libp2p private network
+ * entered only with the network key, where every peer must show a member credential signed with
+ * the VPN key, checked by this member's connection gater; the roster of members, revocations, and
+ * the VPN's gossipsub topics.
+ *
+ * @module
+ */
+
+import "./_libp2p.ts";
+import { gossipsub, TopicValidatorResult } from "@libp2p/gossipsub";
+import { identify } from "@libp2p/identify";
+import type { Connection, Libp2p, PeerId, Stream } from "@libp2p/interface";
+import { ping } from "@libp2p/ping";
+import { multiaddr } from "@multiformats/multiaddr";
+import { createLibp2p } from "libp2p";
+import {
+  type Clock,
+  discardLogger,
+  hexKey32Schema,
+  type IdentityJwk,
+  type Logger,
+  NodeIdentity,
+  systemClock,
+  TrueCloudError,
+  z,
+} from "../../protocol/mod.ts";
+import { baseConfig, libp2pKey } from "./_libp2p.ts";
+import {
+  CLOCK_TOLERANCE_S,
+  type Credential,
+  mintCredential,
+  mintRevocation,
+  type Revocation,
+  verifyCredential,
+  verifyRevocation,
+  type VpnKeyRef,
+} from "./credential.ts";
+import { jsonStream } from "./wire.ts";
+
+/** Protocol on which members show each other their credentials. */
+export const CREDENTIAL_PROTOCOL = "/truecloud/vpn/credential/1.0.0";
+/** How long a peer has to show a valid credential, in milliseconds. */
+export const SHOW_CREDENTIAL_MS = 10_000;
+/** How long a peer that failed to show one is denied, in milliseconds. */
+export const DENY_MS = 60_000;
+
+/** A VPN's size and diversity rules. */
+export const charterSchema = z.strictObject({
+  maxMembers: z.number().int().min(2).max(256),
+  maxPerLocation: z.number().int().min(1).max(256),
+  maxPerNetwork: z.number().int().min(1).max(256),
+});
+/** A VPN's size and diversity rules. */
+export type Charter = z.infer<typeof charterSchema>;
+
+/** The default charter of a VPN of `maxMembers` members. */
+export function defaultCharter(maxMembers = 16): Charter {
+  const per = Math.ceil(maxMembers / 4);
+  return { maxMembers, maxPerLocation: per, maxPerNetwork: per };
+}
+
+/** What a member holds of its VPN: network key, VPN key and charter. */
+export const vpnSecretSchema = z.strictObject({
+  networkKey: hexKey32Schema,
+  vpnKey: z.strictObject({
+    kty: z.literal("OKP"),
+    crv: z.literal("Ed25519"),
+    x: z.string().max(64),
+    d: z.string().max(64),
+  }),
+  charter: charterSchema,
+});
+/** What a member holds of its VPN. */
+export type VpnSecret = z.infer<typeof vpnSecretSchema>;
+
+/**
+ * Founds a new VPN: a random network key and VPN key.
+ * @param charter Its rules (default: 16 members).
+ * @returns The secret.
+ */
+export async function foundVpn(charter: Charter = defaultCharter()): Promise<VpnSecret> {
+  const networkKey = Array.from(crypto.getRandomValues(new Uint8Array(32)))
+    .map((b) => b.toString(16).padStart(2, "0")).join("");
+  const key = await NodeIdentity.generate();
+  const { kty, crv, x, d } = key.toJwk();
+  return { networkKey, vpnKey: { kty, crv, x, d }, charter };
+}
+
+/** The topic of a VPN's roster and revocations. */
+export function membersTopic(vpn: string): string {
+  return `truecloud/vpn/${vpn}/members`;
+}
+
+/** Settings of {@linkcode VpnNode.start}. */
+export interface VpnNodeOptions {
+  /** This node. */
+  identity: NodeIdentity;
+  /** The VPN's UUID. */
+  vpn: string;
+  /** The VPN's secret. */
+  secret: VpnSecret;
+  /** This node's credential. */
+  credential: string;
+  /** Where to listen (default: a free port on 127.0.0.1). */
+  listen?: string[];
+  /** Time source for credentials (timers are real). */
+  clock?: Clock;
+  /** Logger. */
+  log?: Logger;
+  /** How often expiry and deadlines are checked, in milliseconds (default 1000). */
+  sweepMs?: number;
+  /** How long a peer has to show its credential, in milliseconds (default 10 s). */
+  showCredentialMs?: number;
+}
+
+/** A member of one management VPN. */
+export class VpnNode {
+  /** The VPN's UUID. */
+  readonly vpn: string;
+  /** The VPN and its key id, as credentials are checked against. */
+  readonly ref: VpnKeyRef;
+  /** The libp2p node. */
+  readonly libp2p: Libp2p<{ pubsub: ReturnType<ReturnType<typeof gossipsub>> }>;
+  readonly #identity: NodeIdentity;
+  readonly #vpnKey: NodeIdentity;
+  readonly #secret: VpnSecret;
+  readonly #clock: Clock;
+  readonly #log: Logger;
+  #credential: Credential;
+  // Peers that showed a valid credential on their current connections.
+  readonly #verified = new Map<string, Credential>();
+  // Peers denied until a time (ms): failed to show a credential.
+  readonly #denied = new Map<string, number>();
+  // Connections waiting for their peer's credential, with their deadline (ms).
+  readonly #pending = new Map<Connection, number>();
+  readonly #roster = new Map<string, Credential>();
+  readonly #revoked = new Map<string, Revocation>();
+  #sweep?: ReturnType<typeof setInterval>;
+  #announce?: ReturnType<typeof setInterval>;
+  readonly #sweepMs: number;
+  readonly #showMs: number;
+
+  private constructor(
+    opts: VpnNodeOptions,
+    vpnKey: NodeIdentity,
+    credential: Credential,
+    libp2p: VpnNode["libp2p"],
+  ) {
+    this.vpn = opts.vpn;
+    this.ref = { vpn: opts.vpn, keyId: vpnKey.nodeId };
+    this.#identity = opts.identity;
+    this.#vpnKey = vpnKey;
+    this.#secret = opts.secret;
+    this.#clock = opts.clock ?? systemClock;
+    this.#log = opts.log ?? discardLogger;
+    this.#credential = credential;
+    this.libp2p = libp2p;
+    this.#sweepMs = opts.sweepMs ?? 1000;
+    this.#showMs = opts.showCredentialMs ?? SHOW_CREDENTIAL_MS;
+  }
+
+  /**
+   * Starts this node's member of the VPN.
+   * @param opts Identity, VPN, secret, credential, addresses.
+   * @returns The running member.
+   * @throws {SignatureError} When the node's own credential is not valid for it.
+   */
+  static async start(opts: VpnNodeOptions): Promise<VpnNode> {
+    const vpnKey = await NodeIdentity.fromJwk(opts.secret.vpnKey as IdentityJwk);
+    const clock = opts.clock ?? systemClock;
+    const own = await verifyCredential(opts.credential, { vpn: opts.vpn, keyId: vpnKey.nodeId }, {
+      peer: opts.identity.nodeId,
+      clock,
+    });
+    let self: VpnNode | undefined;
+    const denied = (peer: PeerId) => self?.isDenied(peer.toString()) ?? false;
+    const libp2p = await createLibp2p({
+      privateKey: await libp2pKey(opts.identity),
+      addresses: { listen: opts.listen ?? ["/ip4/127.0.0.1/tcp/0"] },
+      ...baseConfig(opts.secret.networkKey),
+      connectionGater: {
+        denyDialPeer: denied,
+        denyInboundEncryptedConnection: denied,
+        denyOutboundEncryptedConnection: denied,
+        denyInboundUpgradedConnection: denied,
+        denyOutboundUpgradedConnection: denied,
+        denyInboundRelayedConnection: (_relay: PeerId, remote: PeerId) => denied(remote),
+      },
+      services: {
+        identify: identify(),
+        ping: ping(),
+        pubsub: gossipsub({ allowPublishToZeroTopicPeers: true, emitSelf: false }),
+      },
+    });
+    self = new VpnNode(opts, vpnKey, own, libp2p);
+    await self.#wire();
+    return self;
+  }
+
+  /** This node's id. */
+  get nodeId(): string {
+    return this.#identity.nodeId;
+  }
+
+  /** Where this member listens. */
+  get addrs(): string[] {
+    return this.libp2p.getMultiaddrs().map(String);
+  }
+
+  /** This node's current credential. */
+  get credential(): Credential {
+    return this.#credential;
+  }
+
+  /** The VPN's rules. */
+  get charter(): VpnSecret["charter"] {
+    return this.#secret.charter;
+  }
+
+  /** The VPN's secret (for admitting others: every member can act as guardian). */
+  get secret(): VpnSecret {
+    return this.#secret;
+  }
+
+  /**
+   * Tells whether a peer is kept out: revoked, or failed to show a credential lately.
+   * @param peer A node id.
+   */
+  isDenied(peer: string): boolean {
+    if (this.#revoked.has(peer)) return true;
+    const until = this.#denied.get(peer);
+    if (until === undefined) return false;
+    if (Date.now() < until) return true;
+    this.#denied.delete(peer);
+    return false;
+  }
+
+  /** Peers connected now that showed a valid credential. */
+  verifiedPeers(): string[] {
+    return [...this.#verified.keys()];
+  }
+
+  /** The roster: every member with a valid credential seen, this node included. */
+  roster(): Credential[] {
+    this.#expire();
+    return [...this.#roster.values()];
+  }
+
+  /**
+   * Mints a credential for a member (this node acting as guardian).
+   * @param data Who, where.
+   * @param ttlSeconds Lifetime.
+   */
+  async mint(
+    data: Omit<Credential["data"], "v" | "vpn" | "guardian">,
+    ttlSeconds?: number,
+  ): Promise<string> {
+    return await mintCredential(this.#vpnKey, {
+      v: 1,
+      vpn: this.vpn,
+      guardian: this.nodeId,
+      ...data,
+    }, { ttlSeconds, clock: this.#clock });
+  }
+
+  /**
+   * Connects to a member.
+   * @param addr Its multiaddr, with `/p2p/<id>`.
+   * @returns The connection, once the peer has shown a valid credential.
+   * @throws {TrueCloudError} `not_member` when it does not in time.
+   */
+  async connect(addr: string): Promise<Connection> {
+    const conn = await this.libp2p.dial(multiaddr(addr));
+    const peer = conn.remotePeer.toString();
+    const deadline = Date.now() + this.#showMs;
+    while (!this.#verified.has(peer)) {
+      if (conn.status !== "open" || Date.now() > deadline) {
+        throw new TrueCloudError(`${peer} did not show a valid credential`, {
+          code: "not_member",
+        });
+      }
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    return conn;
+  }
+
+  /**
+   * Revokes a member: every member learns it, denies the member and closes its connections.
+   * @param member The node id.
+   * @param reason Why.
+   */
+  async revoke(member: string, reason: string): Promise<void> {
+    const jws = await mintRevocation(this.#vpnKey, {
+      v: 1,
+      vpn: this.vpn,
+      member,
+      reason,
+      by: this.nodeId,
+    }, { clock: this.#clock });
+    await this.#applyRevocation(jws);
+    await this.#publish({ t: "revoke", revocation: jws });
+  }
+
+  /** Replaces this node's credential (after a renewal) and announces it. */
+  async setCredential(jws: string): Promise<void> {
+    this.#credential = await verifyCredential(jws, this.ref, {
+      peer: this.nodeId,
+      clock: this.#clock,
+    });
+    this.#roster.set(this.nodeId, this.#credential);
+    await this.#publish({ t: "member", credential: jws });
+  }
+
+  /** Stops the member. */
+  async stop(): Promise<void> {
+    clearInterval(this.#sweep);
+    clearInterval(this.#announce);
+    await this.libp2p.stop();
+  }
+
+  async #wire(): Promise<void> {
+    const node = this.libp2p;
+    this.#roster.set(this.nodeId, this.#credential);
+    await node.handle(CREDENTIAL_PROTOCOL, (stream, conn) => this.#receive(stream, conn), {
+      maxInboundStreams: 4,
+    });
+    node.addEventListener("connection:open", (e) => {
+      const conn = e.detail;
+      this.#pending.set(conn, Date.now() + this.#showMs);
+      this.#show(conn).catch((err) =>
+        this.#log.debug("Showing the credential failed", {
+          peer: conn.remotePeer.toString(),
+          err: String(err),
+        })
+      );
+    });
+    node.addEventListener("connection:close", (e) => {
+      const conn = e.detail;
+      this.#pending.delete(conn);
+      const peer = conn.remotePeer.toString();
+      if (!node.getConnections(conn.remotePeer).length) this.#verified.delete(peer);
+    });
+    const topic = membersTopic(this.vpn);
+    const pubsub = node.services.pubsub;
+    pubsub.topicValidators.set(topic, async (from, msg) => {
+      if (!this.#verified.has(from.toString())) return TopicValidatorResult.Reject;
+      try {
+        await this.#onMembersMessage(msg.data);
+        return TopicValidatorResult.Accept;
+      } catch {
+        return TopicValidatorResult.Reject;
+      }
+    });
+    pubsub.subscribe(topic);
+    this.#sweep = setInterval(() => this.#sweepNow(), this.#sweepMs);
+    this.#announce = setInterval(() => {
+      this.#publish({ t: "member", credential: this.#credential.jws }).catch(() => {});
+    }, 10 * 60_000);
+  }
+
+  async #publish(message: Record<string, unknown>): Promise<void> {
+    await this.libp2p.services.pubsub.publish(
+      membersTopic(this.vpn),
+      new TextEncoder().encode(JSON.stringify(message)),
+    );
+  }
+
+  async #onMembersMessage(data: Uint8Array): Promise<void> {
+    if (data.length > 16 * 1024) throw new Error("too large");
+    const msg = JSON.parse(new TextDecoder().decode(data)) as Record<string, unknown>;
+    if (msg.t === "member" && typeof msg.credential === "string") {
+      const c = await verifyCredential(msg.credential, this.ref, { clock: this.#clock });
+      if (this.#isRevoked(c)) throw new Error("revoked");
+      this.#remember(c);
+    } else if (msg.t === "revoke" && typeof msg.revocation === "string") {
+      await this.#applyRevocation(msg.revocation);
+    } else {
+      throw new Error("unknown message");
+    }
+  }
+
+  #remember(c: Credential): void {
+    const had = this.#roster.get(c.data.member);
+    if (!had || had.expiresAt < c.expiresAt) this.#roster.set(c.data.member, c);
+  }
+
+  #isRevoked(c: Credential): boolean {
+    const r = this.#revoked.get(c.data.member);
+    return !!r && c.issuedAt <= r.issuedAt;
+  }
+
+  async #applyRevocation(jws: string): Promise<void> {
+    const r = await verifyRevocation(jws, this.ref, this.#clock);
+    const had = this.#revoked.get(r.data.member);
+    if (!had || had.issuedAt < r.issuedAt) this.#revoked.set(r.data.member, r);
+    const member = r.data.member;
+    const c = this.#roster.get(member);
+    if (c && this.#isRevoked(c)) this.#roster.delete(member);
+    this.#verified.delete(member);
+    for (const conn of this.libp2p.getConnections()) {
+      if (conn.remotePeer.toString() === member) await conn.close().catch(() => {});
+    }
+    this.#log.info("Member revoked", { member, reason: r.data.reason, by: r.data.by });
+  }
+
+  async #show(conn: Connection): Promise<void> {
+    const stream = await conn.newStream(CREDENTIAL_PROTOCOL);
+    const s = jsonStream(stream);
+    await s.write({ t: "credential", credential: this.#credential.jws });
+    const answer = await s.read();
+    await stream.close().catch(() => {});
+    if (answer.ok !== true) {
+      this.#log.warn("A peer refused our credential", {
+        peer: conn.remotePeer.toString(),
+        code: String(answer.code),
+      });
+    }
+  }
+
+  async #receive(stream: Stream, conn: Connection): Promise<void> {
+    const peer = conn.remotePeer.toString();
+    const s = jsonStream(stream);
+    try {
+      const msg = await s.read();
+      if (msg.t !== "credential" || typeof msg.credential !== "string") {
+        throw new TrueCloudError("Expected a credential", { code: "malformed" });
+      }
+      const c = await verifyCredential(msg.credential, this.ref, {
+        peer,
+        clock: this.#clock,
+      });
+      if (this.#isRevoked(c)) throw new TrueCloudError("Credential revoked", { code: "revoked" });
+      this.#verified.set(peer, c);
+      this.#remember(c);
+      for (const [pc] of this.#pending) {
+        if (pc.remotePeer.toString() === peer) this.#pending.delete(pc);
+      }
+      await s.write({ ok: true });
+      await stream.close().catch(() => {});
+    } catch (err) {
+      const code = err instanceof TrueCloudError ? err.code : "malformed";
+      await s.write({ ok: false, code, reason: (err as Error).message }).catch(() => {});
+      this.#log.warn("Peer kept out", { peer, code, reason: (err as Error).message });
+      await this.#keepOut(peer);
+    }
+  }
+
+  async #keepOut(peer: string): Promise<void> {
+    this.#denied.set(peer, Date.now() + DENY_MS);
+    this.#verified.delete(peer);
+    for (const conn of this.libp2p.getConnections()) {
+      if (conn.remotePeer.toString() === peer) await conn.close().catch(() => {});
+    }
+  }
+
+  // Seconds since the epoch, less the clock skew members tolerate: what is expired before it, is.
+  #now(): number {
+    return this.#clock.now() / 1000 - CLOCK_TOLERANCE_S;
+  }
+
+  #expire(): void {
+    const now = this.#now();
+    for (const [id, c] of this.#roster) {
+      if (c.expiresAt <= now && id !== this.nodeId) this.#roster.delete(id);
+    }
+    for (const [id, r] of this.#revoked) if (r.expiresAt <= now) this.#revoked.delete(id);
+  }
+
+  #sweepNow(): void {
+    this.#expire();
+    const now = this.#now();
+    for (const [peer, c] of this.#verified) {
+      const newer = this.#roster.get(peer);
+      if (newer && newer.expiresAt > c.expiresAt) this.#verified.set(peer, newer);
+      else if (c.expiresAt <= now) {
+        this.#log.info("Peer's credential expired", { peer });
+        void this.#keepOut(peer);
+      }
+    }
+    for (const [conn, deadline] of this.#pending) {
+      if (Date.now() > deadline) {
+        this.#pending.delete(conn);
+        const peer = conn.remotePeer.toString();
+        if (!this.#verified.has(peer)) void this.#keepOut(peer);
+      }
+    }
+  }
+}

@@ -1,0 +1,123 @@
+import assert from "node:assert/strict";
+import { ManualClock, newUuid, NodeIdentity } from "../../protocol/mod.ts";
+import { mintCredential } from "./credential.ts";
+import { foundVpn, VpnNode, type VpnSecret } from "./vpn.ts";
+
+const LOC = newUuid();
+const NET = newUuid();
+
+async function member(
+  vpn: string,
+  secret: VpnSecret,
+  opts: { clock?: ManualClock; ttl?: number; signer?: NodeIdentity } = {},
+) {
+  const identity = await NodeIdentity.generate();
+  const signer = opts.signer ?? await NodeIdentity.fromJwk(secret.vpnKey);
+  const credential = await mintCredential(signer, {
+    v: 1,
+    vpn,
+    member: identity.nodeId,
+    location: newUuid(),
+    network: newUuid(),
+    guardian: identity.nodeId,
+    addrs: [],
+  }, { ttlSeconds: opts.ttl, clock: opts.clock });
+  return { identity, credential };
+}
+
+async function until(what: string, f: () => boolean, ms = 8000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!f()) {
+    if (Date.now() > end) throw new Error(`Timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+Deno.test("VpnNode: members show credentials, learn the roster, and keep out forged credentials and revoked members", async () => {
+  const vpn = newUuid();
+  const secret = await foundVpn();
+  const nodes: VpnNode[] = [];
+  try {
+    for (let i = 0; i < 3; i++) {
+      const m = await member(vpn, secret);
+      nodes.push(await VpnNode.start({ ...m, vpn, secret, sweepMs: 100 }));
+    }
+    const [a, b, c] = nodes;
+    await b.connect(a.addrs[0]);
+    await c.connect(a.addrs[0]);
+    await c.connect(b.addrs[0]);
+    await until("a to verify b and c", () => a.verifiedPeers().length === 2);
+    // Roster by gossip: b announces itself again; everyone knows all three.
+    await until("rosters of three", () => nodes.every((n) => n.roster().length === 3));
+
+    // A node with the network key but a credential signed by another key: kept out.
+    const forger = await NodeIdentity.generate();
+    const m = await member(vpn, secret, { signer: forger });
+    const forgedSecret = { ...secret, vpnKey: forger.toJwk() as VpnSecret["vpnKey"] };
+    const f = await VpnNode.start({ ...m, vpn, secret: forgedSecret, sweepMs: 100 });
+    nodes.push(f);
+    await assert.rejects(f.connect(a.addrs[0]), (e: Error & { code?: string }) => !!e.code);
+    await until("a to deny the forger", () => a.isDenied(f.nodeId));
+    assert.ok(!a.verifiedPeers().includes(f.nodeId));
+    assert.equal(
+      a.libp2p.getConnections().filter((x) => x.remotePeer.toString() === f.nodeId)
+        .length,
+      0,
+    );
+
+    // Revocation: c is revoked by b; a learns it by gossip, drops c and refuses it again.
+    await b.revoke(c.nodeId, "left the cloud");
+    await until("a to drop c", () => a.isDenied(c.nodeId) && !a.verifiedPeers().includes(c.nodeId));
+    await until("roster without c", () => a.roster().every((x) => x.data.member !== c.nodeId));
+    await assert.rejects(c.connect(a.addrs[0]));
+  } finally {
+    for (const n of nodes) await n.stop();
+  }
+});
+
+Deno.test("VpnNode: a peer whose credential expires is disconnected; one without the network key never connects", async () => {
+  const vpn = newUuid();
+  const secret = await foundVpn();
+  const clock = new ManualClock(Date.now());
+  const nodes: VpnNode[] = [];
+  try {
+    const a = await VpnNode.start({
+      ...(await member(vpn, secret)),
+      vpn,
+      secret,
+      clock,
+      sweepMs: 50,
+    });
+    nodes.push(a);
+    const b = await VpnNode.start({
+      ...(await member(vpn, secret, { clock, ttl: 120 })),
+      vpn,
+      secret,
+      sweepMs: 50,
+    });
+    nodes.push(b);
+    await b.connect(a.addrs[0]);
+    assert.ok(a.verifiedPeers().includes(b.nodeId));
+    // Past b's expiry and the tolerated skew, on a's clock: a drops b and keeps it out.
+    clock.advance(200_000);
+    await until("a to drop b", () => a.isDenied(b.nodeId) && !a.verifiedPeers().includes(b.nodeId));
+    await until(
+      "b's connections closed",
+      () => a.libp2p.getConnections().every((x) => x.remotePeer.toString() !== b.nodeId),
+    );
+    await assert.rejects(b.connect(a.addrs[0]));
+
+    // Another VPN's network key: the TCP connection fails before any libp2p byte.
+    const other = await foundVpn();
+    const stranger = await VpnNode.start({
+      ...(await member(vpn, other)),
+      vpn,
+      secret: other,
+    });
+    nodes.push(stranger);
+    await assert.rejects(stranger.connect(a.addrs[0]));
+    assert.equal(a.verifiedPeers().includes(stranger.nodeId), false);
+  } finally {
+    for (const n of nodes) await n.stop();
+  }
+});
