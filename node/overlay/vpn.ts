@@ -173,8 +173,9 @@ export class VpnNode {
       peer: opts.identity.nodeId,
       clock,
     });
-    let self: VpnNode | undefined;
-    const denied = (peer: PeerId) => self?.isDenied(peer.toString()) ?? false;
+    // The gater is built before the member it asks exists.
+    const holder: { self?: VpnNode } = {};
+    const denied = (peer: PeerId) => holder.self?.isDenied(peer.toString()) ?? false;
     const libp2p = await createLibp2p({
       privateKey: await libp2pKey(opts.identity),
       addresses: { listen: opts.listen ?? ["/ip4/127.0.0.1/tcp/0"] },
@@ -193,7 +194,8 @@ export class VpnNode {
         pubsub: gossipsub({ allowPublishToZeroTopicPeers: true, emitSelf: false }),
       },
     });
-    self = new VpnNode(opts, vpnKey, own, libp2p);
+    const self = new VpnNode(opts, vpnKey, own, libp2p);
+    holder.self = self;
     await self.#wire();
     return self;
   }

@@ -3,9 +3,6 @@ import { ManualClock, newUuid, NodeIdentity } from "../../protocol/mod.ts";
 import { mintCredential } from "./credential.ts";
 import { foundVpn, VpnNode, type VpnSecret } from "./vpn.ts";
 
-const LOC = newUuid();
-const NET = newUuid();
-
 async function member(
   vpn: string,
   secret: VpnSecret,
