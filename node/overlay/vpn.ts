@@ -188,6 +188,8 @@ export class VpnNode {
         denyOutboundUpgradedConnection: denied,
         denyInboundRelayedConnection: (_relay: PeerId, remote: PeerId) => denied(remote),
       },
+      // Members are few and known; many may come from one address (a NAT, or loopback here).
+      connectionManager: { inboundConnectionThreshold: 100 },
       services: {
         identify: identify(),
         ping: ping(),
@@ -302,6 +304,15 @@ export class VpnNode {
     }, { clock: this.#clock });
     await this.#applyRevocation(jws);
     await this.#publish({ t: "revoke", revocation: jws });
+  }
+
+  /**
+   * Puts a credential on the roster at once (a guardian that has just minted it, so that admissions
+   * made meanwhile count the newcomer).
+   * @param jws The credential.
+   */
+  async learn(jws: string): Promise<void> {
+    this.#remember(await verifyCredential(jws, this.ref, { clock: this.#clock }));
   }
 
   /** Replaces this node's credential (after a renewal) and announces it. */
