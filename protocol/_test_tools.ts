@@ -16,3 +16,17 @@ export function installed(cmd: string): boolean {
   }
   return false;
 }
+
+/**
+ * Waits until a condition holds, polling, or fails naming what it waited for.
+ * @param what What is awaited, for the error.
+ * @param f The condition.
+ * @param ms How long to wait at most.
+ */
+export async function until(what: string, f: () => boolean, ms = 10_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!f()) {
+    if (Date.now() > end) throw new Error(`Timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}

@@ -42,6 +42,8 @@ import { jsonStream } from "./wire.ts";
 export const CREDENTIAL_PROTOCOL = "/truecloud/vpn/credential/1.0.0";
 /** How long a peer has to show a valid credential, in milliseconds. */
 export const SHOW_CREDENTIAL_MS = 10_000;
+/** Most messages of a roster sent after a credential is accepted. */
+const MAX_ROSTER_MESSAGES = 8;
 /** How long a peer that failed to show one is denied, in milliseconds. */
 export const DENY_MS = 60_000;
 
@@ -313,6 +315,7 @@ export class VpnNode {
    */
   async learn(jws: string): Promise<void> {
     this.#remember(await verifyCredential(jws, this.ref, { clock: this.#clock }));
+    await this.#publish({ t: "member", credential: jws }).catch(() => {});
   }
 
   /** Replaces this node's credential (after a renewal) and announces it. */
@@ -422,13 +425,55 @@ export class VpnNode {
     const s = jsonStream(stream);
     await s.write({ t: "credential", credential: this.#credential.jws });
     const answer = await s.read();
-    await stream.close().catch(() => {});
     if (answer.ok !== true) {
+      await stream.close().catch(() => {});
       this.#log.warn("A peer refused our credential", {
         peer: conn.remotePeer.toString(),
         code: String(answer.code),
       });
+      return;
     }
+    // Then the peer's roster and revocations, each entry checked on its own.
+    for (let i = 0; i < MAX_ROSTER_MESSAGES; i++) {
+      const m = await s.read();
+      const list = Array.isArray(m.credentials) ? m.credentials.slice(0, 256) : [];
+      for (const jws of list) {
+        if (typeof jws !== "string") continue;
+        try {
+          const c = await verifyCredential(jws, this.ref, { clock: this.#clock });
+          if (!this.#isRevoked(c)) this.#remember(c);
+        } catch {
+          // a stale or bad entry: skip it
+        }
+      }
+      if (m.t === "end") {
+        const revocations = Array.isArray(m.revocations) ? m.revocations.slice(0, 256) : [];
+        for (const jws of revocations) {
+          if (typeof jws === "string") await this.#applyRevocation(jws).catch(() => {});
+        }
+        break;
+      }
+    }
+    await stream.close().catch(() => {});
+  }
+
+  // The roster as messages of at most about 48 KiB each, the last one carrying the revocations.
+  #rosterMessages(): Record<string, unknown>[] {
+    const out: Record<string, unknown>[] = [];
+    let chunk: string[] = [];
+    let size = 0;
+    for (const c of this.roster()) {
+      if (size + c.jws.length > 48 * 1024) {
+        out.push({ t: "roster", credentials: chunk });
+        chunk = [];
+        size = 0;
+      }
+      chunk.push(c.jws);
+      size += c.jws.length;
+    }
+    out.push({ t: "roster", credentials: chunk });
+    out.push({ t: "end", revocations: [...this.#revoked.values()].map((r) => r.jws) });
+    return out.slice(-MAX_ROSTER_MESSAGES);
   }
 
   async #receive(stream: Stream, conn: Connection): Promise<void> {
@@ -450,6 +495,7 @@ export class VpnNode {
         if (pc.remotePeer.toString() === peer) this.#pending.delete(pc);
       }
       await s.write({ ok: true });
+      for (const m of this.#rosterMessages()) await s.write(m);
       await stream.close().catch(() => {});
     } catch (err) {
       const code = err instanceof TrueCloudError ? err.code : "malformed";

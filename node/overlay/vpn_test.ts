@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { until } from "../../protocol/_test_tools.ts";
 import { ManualClock, newUuid, NodeIdentity } from "../../protocol/mod.ts";
 import { mintCredential } from "./credential.ts";
 import { foundVpn, VpnNode, type VpnSecret } from "./vpn.ts";
@@ -20,14 +21,6 @@ async function member(
     addrs: [],
   }, { ttlSeconds: opts.ttl, clock: opts.clock });
   return { identity, credential };
-}
-
-async function until(what: string, f: () => boolean, ms = 8000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!f()) {
-    if (Date.now() > end) throw new Error(`Timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
 }
 
 Deno.test("VpnNode: members show credentials, learn the roster, and keep out forged credentials and revoked members", async () => {

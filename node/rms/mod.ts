@@ -1,0 +1,11 @@
+/**
+ * The Resource Management Service of the node agent: joining and guarding management VPNs,
+ * release attestations and admission (`docs/protocol/join.md`).
+ *
+ * @module
+ */
+
+export * from "./admission.ts";
+export * from "./attestation.ts";
+export * from "./guardian.ts";
+export * from "./rms.ts";

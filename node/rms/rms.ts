@@ -1,0 +1,395 @@
+/**
+ * The Resource Management Service of a node agent: it keeps the node in 1 to 4 management VPNs,
+ * joining through guest networks found by discovery (one guest connection at a time, trying other
+ * records when one fails), founds a VPN when asked, and acts as a guardian of every VPN it is in
+ * when it has an address others can reach: a guest network, and a discovery record that solicits
+ * while the VPN has room and is withdrawn when it is full (`docs/protocol/join.md`).
+ *
+ * @module
+ */
+
+import { readFeed, RecordPublisher } from "../../discovery/mod.ts";
+import {
+  type Clock,
+  discardLogger,
+  type Logger,
+  NodeIdentity,
+  systemClock,
+  toHex,
+  TrueCloudError,
+} from "../../protocol/mod.ts";
+import {
+  type Charter,
+  defaultCharter,
+  foundVpn,
+  GuestServer,
+  mintCredential,
+  requestJoin,
+  VpnNode,
+  type VpnSecret,
+} from "../overlay/mod.ts";
+import { mintAttestation, type ReleaseCatalog, type ReleaseClaim } from "./attestation.ts";
+import { guardianDecider } from "./guardian.ts";
+
+/** Settings of {@linkcode Rms.start}. */
+export interface RmsOptions {
+  /** This node. */
+  identity: NodeIdentity;
+  /** The UUID of its geographic location. */
+  location: string;
+  /** The UUID of its network endpoint. */
+  network: string;
+  /** How many management VPNs to hold, 1 to 4 (default 2). */
+  maxVpns?: number;
+  /** The release this node runs (its attestation says so). */
+  release: ReleaseClaim;
+  /** The current releases, for judging newcomers' attestations. */
+  releases: () => ReleaseCatalog;
+  /** The discovery feed's URL. */
+  feedUrl: string;
+  /** Discovery endpoints to publish records to (`…/discovery`). */
+  endpoints: readonly string[];
+  /** Fetch for discovery (one that trusts the gateway's certificate). */
+  fetch?: typeof fetch;
+  /** Accept private addresses in records (the local cloud). */
+  allowPrivateAddresses?: boolean;
+  /** The address to listen on (default 127.0.0.1). */
+  host?: string;
+  /** Whether others can reach this node's address, so that it acts as a guardian (default true). */
+  reachable?: boolean;
+  /** Nodes this node refuses as guardian. */
+  refused?: ReadonlySet<string>;
+  /** Time between attempts to fill up to `maxVpns`, in milliseconds (default 5 s). */
+  retryMs?: number;
+  /** Time source. */
+  clock?: Clock;
+  /** Logger. */
+  log?: Logger;
+}
+
+/** One VPN this node is in. */
+export interface Membership {
+  /** The VPN's UUID. */
+  vpn: string;
+  /** The member. */
+  node: VpnNode;
+  /** Its guest network, when this node is a guardian. */
+  guest?: GuestServer;
+  /** The guest key it advertises. */
+  guestKey?: string;
+  /** Whether its record is soliciting now. */
+  soliciting: boolean;
+  /** Keeps the record in step with the roster. */
+  timer?: ReturnType<typeof setInterval>;
+}
+
+/** A VPN as `status` shows it. */
+export interface VpnStatus {
+  vpn: string;
+  members: number;
+  maxMembers: number;
+  connected: number;
+  guardian: boolean;
+  soliciting: boolean;
+  credentialExpires: string;
+}
+
+/** The RMS of one node. */
+export class Rms {
+  readonly #o: RmsOptions;
+  readonly #log: Logger;
+  readonly #clock: Clock;
+  readonly #vpns = new Map<string, Membership>();
+  readonly #publisher: RecordPublisher;
+  readonly #tried = new Map<string, number>(); // record key -> when it last failed (ms)
+  #timer?: ReturnType<typeof setInterval>;
+  #filling?: Promise<void>;
+  #stopped = false;
+
+  private constructor(o: RmsOptions) {
+    const max = o.maxVpns ?? 2;
+    if (!Number.isInteger(max) || max < 1 || max > 4) {
+      throw new TrueCloudError("A node holds 1 to 4 management VPNs", { code: "invalid" });
+    }
+    this.#o = o;
+    this.#log = o.log ?? discardLogger;
+    this.#clock = o.clock ?? systemClock;
+    this.#publisher = new RecordPublisher({
+      guardian: o.identity,
+      endpoints: o.endpoints,
+      fetch: o.fetch,
+      clock: o.clock,
+      log: this.#log.child("discovery"),
+    });
+  }
+
+  /**
+   * Starts the RMS: it tries to fill its VPNs now and every `retryMs`.
+   * @param o Settings.
+   */
+  static start(o: RmsOptions): Rms {
+    const rms = new Rms(o);
+    rms.#timer = setInterval(() => void rms.fill(), o.retryMs ?? 5000);
+    return rms;
+  }
+
+  /** This node's id. */
+  get nodeId(): string {
+    return this.#o.identity.nodeId;
+  }
+
+  /** The most VPNs this node holds. */
+  get maxVpns(): number {
+    return this.#o.maxVpns ?? 2;
+  }
+
+  /** The VPNs this node is in. */
+  memberships(): Membership[] {
+    return [...this.#vpns.values()];
+  }
+
+  /** The VPNs as the node's status shows them. */
+  status(): VpnStatus[] {
+    return this.memberships().map((m) => ({
+      vpn: m.vpn,
+      members: m.node.roster().length,
+      maxMembers: m.node.charter.maxMembers,
+      connected: m.node.verifiedPeers().length,
+      guardian: !!m.guest,
+      soliciting: m.soliciting,
+      credentialExpires: new Date(m.node.credential.expiresAt * 1000).toISOString(),
+    }));
+  }
+
+  /**
+   * Founds a new VPN, with this node as its first member and guardian.
+   * @param charter Its rules.
+   * @returns Its UUID.
+   */
+  async found(charter: Charter = defaultCharter()): Promise<string> {
+    if (this.#vpns.size >= this.maxVpns) {
+      throw new TrueCloudError(`This node already holds ${this.maxVpns} VPNs`, { code: "full" });
+    }
+    const vpn = crypto.randomUUID();
+    const secret = await foundVpn(charter);
+    const key = await NodeIdentity.fromJwk(secret.vpnKey);
+    const port = await freePort(this.#host);
+    const credential = await mintCredential(key, {
+      v: 1,
+      vpn,
+      member: this.nodeId,
+      location: this.#o.location,
+      network: this.#o.network,
+      guardian: this.nodeId,
+      addrs: [`/ip4/${this.#host}/tcp/${port}`],
+    }, { clock: this.#clock });
+    await this.#enter(vpn, secret, credential, [], port);
+    this.#log.info("VPN founded", { vpn });
+    return vpn;
+  }
+
+  /**
+   * One pass of joining: reads the feed and tries soliciting records of VPNs this node is not in,
+   * one guest connection at a time, until it holds `maxVpns` or runs out of records.
+   * @returns How many VPNs it joined.
+   */
+  fill(): Promise<number> {
+    if (this.#filling) return this.#filling.then(() => 0);
+    const run = this.#fillOnce().finally(() => (this.#filling = undefined));
+    this.#filling = run.then(() => {});
+    return run;
+  }
+
+  /**
+   * Leaves a VPN: withdraws this node's record, stops its guest network and its member.
+   * @param vpn The VPN's UUID.
+   */
+  async leave(vpn: string): Promise<void> {
+    const m = this.#vpns.get(vpn);
+    if (!m) throw new TrueCloudError(`Not in VPN ${vpn}`, { code: "not_found", status: 404 });
+    this.#vpns.delete(vpn);
+    clearInterval(m.timer);
+    if (m.guest) {
+      await this.#publisher.withdraw(vpn, "closing").catch(() => {});
+      await m.guest.stop();
+    }
+    await m.node.stop();
+    this.#log.info("Left VPN", { vpn });
+  }
+
+  /** Stops everything. */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    clearInterval(this.#timer);
+    await this.#filling?.catch(() => {});
+    for (const vpn of [...this.#vpns.keys()]) await this.leave(vpn);
+    this.#publisher.stop();
+  }
+
+  get #host(): string {
+    return this.#o.host ?? "127.0.0.1";
+  }
+
+  async #fillOnce(): Promise<number> {
+    let joined = 0;
+    if (this.#stopped || this.#vpns.size >= this.maxVpns) return 0;
+    let records;
+    try {
+      const f = this.#o.fetch ?? fetch;
+      const res = await f(this.#o.feedUrl);
+      if (!res.ok) throw new Error(`HTTP ${res.status}`);
+      records = (await readFeed(await res.text(), {
+        clock: this.#clock,
+        allowPrivateAddresses: this.#o.allowPrivateAddresses,
+      })).records;
+    } catch (err) {
+      this.#log.warn("Cannot read the discovery feed", { err: String(err) });
+      return 0;
+    }
+    const now = Date.now();
+    const candidates = records
+      .filter((r) => !this.#vpns.has(r.data.vpn) && r.guardian !== this.nodeId)
+      .filter((r) => now - (this.#tried.get(`${r.data.vpn}/${r.guardian}`) ?? 0) > 30_000)
+      .sort(() => Math.random() - 0.5);
+    for (const r of candidates) {
+      if (this.#stopped || this.#vpns.size >= this.maxVpns) break;
+      if (this.#vpns.has(r.data.vpn)) continue;
+      const key = `${r.data.vpn}/${r.guardian}`;
+      try {
+        if (
+          await this.#join(r.data.vpn, r.guardian, r.data.ips, r.data.guestPort, r.data.guestKey)
+        ) {
+          joined++;
+        } else this.#tried.set(key, Date.now());
+      } catch (err) {
+        this.#tried.set(key, Date.now());
+        this.#log.warn("Joining failed", {
+          vpn: r.data.vpn,
+          guardian: r.guardian,
+          err: String(err),
+        });
+      }
+    }
+    return joined;
+  }
+
+  // One guest connection: returns whether the node was admitted.
+  async #join(
+    vpn: string,
+    guardian: string,
+    ips: string[],
+    guestPort: number,
+    guestKey: string,
+  ): Promise<boolean> {
+    const port = await freePort(this.#host);
+    const ip = ips[0];
+    const addr = ip.includes(":") ? `/ip6/${ip}/tcp/${guestPort}` : `/ip4/${ip}/tcp/${guestPort}`;
+    const outcome = await requestJoin(this.#o.identity, { vpn, guardian, addr, guestKey }, {
+      location: this.#o.location,
+      network: this.#o.network,
+      addrs: this.#o.reachable === false ? [] : [`/ip4/${this.#host}/tcp/${port}`],
+      attestation: await mintAttestation(this.#o.identity, this.#o.release, this.#clock),
+    }, { clock: this.#clock });
+    if (!outcome.admitted) {
+      this.#log.info("Refused by a guardian", {
+        vpn,
+        guardian,
+        code: outcome.refusal.code,
+        reason: outcome.refusal.reason,
+      });
+      return false;
+    }
+    const a = outcome.admission;
+    await this.#enter(vpn, a.secret, a.credential, a.members.flatMap((m) => m.addrs), port);
+    this.#log.info("Joined VPN", { vpn, guardian });
+    return true;
+  }
+
+  async #enter(
+    vpn: string,
+    secret: VpnSecret,
+    credential: string,
+    peers: string[],
+    port: number,
+  ): Promise<void> {
+    const node = await VpnNode.start({
+      identity: this.#o.identity,
+      vpn,
+      secret,
+      credential,
+      listen: [`/ip4/${this.#host}/tcp/${port}`],
+      clock: this.#o.clock,
+      log: this.#log.child(`vpn ${vpn.slice(0, 8)}`),
+    });
+    const m: Membership = { vpn, node, soliciting: false };
+    this.#vpns.set(vpn, m);
+    let connected = 0;
+    for (const p of peers.slice(0, 8)) {
+      try {
+        await node.connect(p);
+        connected++;
+      } catch (err) {
+        this.#log.debug("Member unreachable", { addr: p, err: String(err) });
+      }
+    }
+    if (peers.length && !connected) {
+      this.#vpns.delete(vpn);
+      await node.stop();
+      throw new TrueCloudError("No member of the VPN could be reached", { code: "unreachable" });
+    }
+    await node.setCredential(credential); // announces this node on the roster
+    if (this.#o.reachable !== false) await this.#guard(m);
+  }
+
+  // Runs the guest network and keeps the record in step with the roster.
+  async #guard(m: Membership): Promise<void> {
+    m.guestKey = toHex(crypto.getRandomValues(new Uint8Array(32)));
+    m.guest = await GuestServer.start({
+      identity: this.#o.identity,
+      vpn: m.vpn,
+      guestKey: m.guestKey,
+      listen: [`/ip4/${this.#host}/tcp/0`],
+      decide: guardianDecider(m.node, {
+        releases: (target) => this.#o.releases()(target),
+        refused: this.#o.refused,
+        clock: this.#o.clock,
+      }),
+      clock: this.#o.clock,
+      log: this.#log.child("guest"),
+    });
+    const check = async () => {
+      if (!this.#vpns.has(m.vpn) || this.#stopped) return;
+      const full = m.node.roster().length >= m.node.charter.maxMembers;
+      if (full && m.soliciting) {
+        await this.#publisher.withdraw(m.vpn, "full");
+        m.soliciting = false;
+        this.#log.info("VPN full: record withdrawn", { vpn: m.vpn });
+      } else if (!full && !m.soliciting) {
+        const port = Number(m.guest!.addrs[0].match(/\/tcp\/(\d+)/)![1]);
+        await this.#publisher.solicit({
+          v: 1,
+          vpn: m.vpn,
+          state: "soliciting",
+          ips: [this.#host],
+          guestPort: port,
+          guestKey: m.guestKey!,
+        });
+        m.soliciting = true;
+        this.#log.info("VPN solicits members", { vpn: m.vpn });
+      }
+    };
+    const tick = () =>
+      check().catch((err) =>
+        this.#log.warn("Discovery record update failed", { err: String(err) })
+      );
+    await tick();
+    m.timer = setInterval(tick, 1000);
+  }
+}
+
+async function freePort(host: string): Promise<number> {
+  const l = Deno.listen({ hostname: host, port: 0 });
+  const port = (l.addr as Deno.NetAddr).port;
+  l.close();
+  return port;
+}
