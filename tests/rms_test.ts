@@ -5,7 +5,7 @@ import { until } from "../protocol/_test_tools.ts";
 import { Hono } from "hono";
 import { DiscoveryService } from "../discovery/mod.ts";
 import { CapturingLogger, NodeIdentity } from "../protocol/mod.ts";
-import { catalogFromTargets, mintAttestation, Rms, type RmsOptions } from "../node/rms/mod.ts";
+import { catalogFromTargets, Rms, type RmsOptions } from "../node/rms/mod.ts";
 
 const RELEASE = {
   v: 1 as const,
@@ -17,6 +17,8 @@ const releases = () =>
   catalogFromTargets({
     [RELEASE.release]: { length: RELEASE.length, hashes: { sha256: RELEASE.sha256 } },
   });
+
+const GiB = 1024 ** 3;
 
 async function discovery() {
   const svc = await DiscoveryService.open({
@@ -46,13 +48,18 @@ Deno.test("RMS: a dozen nodes join three overlapping VPNs through guest networks
     fetch: d.fetch,
     allowPrivateAddresses: true,
     retryMs: 300,
+    contribution: { diskBytes: 10 * GiB, diskPath: Deno.cwd(), cpuMillicores: 1000 },
     log: log.child(`node${i}`),
   });
   try {
     // Three founders, each founding a VPN of at most 8, at most 3 per location.
     const vpns: string[] = [];
     for (let i = 0; i < 3; i++) {
-      const rms = Rms.start({ ...base(i), identity: await NodeIdentity.generate(), maxVpns: 2 });
+      const rms = await Rms.start({
+        ...base(i),
+        identity: await NodeIdentity.generate(),
+        maxVpns: 2,
+      });
       nodes.push(rms);
       vpns.push(await rms.found({ maxMembers: 8, maxPerLocation: 3, maxPerNetwork: 3 }));
     }
@@ -60,7 +67,11 @@ Deno.test("RMS: a dozen nodes join three overlapping VPNs through guest networks
     // 6 + 6 = 18 places of 24.
     for (let i = 3; i < 12; i++) {
       nodes.push(
-        Rms.start({ ...base(i), identity: await NodeIdentity.generate(), maxVpns: i < 9 ? 1 : 2 }),
+        await Rms.start({
+          ...base(i),
+          identity: await NodeIdentity.generate(),
+          maxVpns: i < 9 ? 1 : 2,
+        }),
       );
     }
     await until(
@@ -98,9 +109,70 @@ Deno.test("RMS: a dozen nodes join three overlapping VPNs through guest networks
       }
     }
 
+    // A request broadcast on one VPN is answered, also from VPNs it is relayed into.
+    const asker = nodes.find((n) => n.maxVpns === 1 && n.memberships().length === 1)!;
+    const askerVpn = asker.memberships()[0].vpn;
+    const offers = await asker.broadcaster.request({
+      kind: "storage",
+      bytes: GiB,
+      leaseSeconds: 3600,
+      count: 11,
+      maxHops: 1,
+      waitMs: 10_000,
+    });
+    assert.ok(offers.length >= 5, `${offers.length} offers`);
+    const inMine = (id: string) =>
+      nodes.find((n) => n.nodeId === id)!.memberships().some((m) => m.vpn === askerVpn);
+    assert.ok(offers.some((o) => !inMine(o.provider)), "offers relayed from another VPN");
+    assert.ok(offers.every((o) => o.data.bytes === GiB && o.data.requester === asker.nodeId));
+    // Grants: one near provider, one through a relay; both ledgers and a bystander's record them.
+    const near = offers.find((o) => inMine(o.provider))!;
+    const far = offers.find((o) => !inMine(o.provider))!;
+    for (const o of [near, far]) {
+      const lease = await asker.broadcaster.accept(o);
+      assert.equal(lease.consumer, asker.nodeId);
+      const provider = nodes.find((n) => n.nodeId === o.provider)!;
+      assert.ok(provider.ledger.entries().some((e) => e.id === lease.id));
+      assert.equal(provider.entitlement().given.storageBytes >= GiB, true);
+    }
+    assert.equal(asker.entitlement().use.storageBytes, 2 * GiB);
+    const bystander = nodes.find((n) =>
+      n !== asker && n.nodeId !== near.provider &&
+      n.memberships().some((m) => m.vpn === near.data.vpn)
+    )!;
+    await until(
+      "a bystander to see the grant",
+      () => bystander.ledger.use(asker.nodeId, Math.floor(Date.now() / 1000)).storageBytes >= GiB,
+    );
+    // Past its allowance (4 GiB of entitlement from 10 GiB lent, 6.4 GiB raw): refused at home,
+    // with the reason.
+    await assert.rejects(
+      asker.broadcaster.request({ kind: "storage", bytes: 5 * GiB, leaseSeconds: 3600 }),
+      (e: Error & { code?: string }) =>
+        e.code === "over_entitlement" && /entitlement/.test(e.message),
+    );
+    // A node that forgets its grants (a fresh ledger) still gets no more: providers count what they
+    // saw announced, and refuse.
+    await asker.ledger.prune(Number.MAX_SAFE_INTEGER / 2); // drops every entry
+    const again = await asker.broadcaster.request({
+      kind: "storage",
+      bytes: 5 * GiB,
+      leaseSeconds: 3600,
+      count: 11,
+      maxHops: 0,
+      waitMs: 3000,
+    });
+    const sawGrant = (id: string) =>
+      nodes.find((n) => n.nodeId === id)!.ledger.use(asker.nodeId, Math.floor(Date.now() / 1000))
+        .storageBytes >= 2 * GiB;
+    assert.ok(again.every((o) => !sawGrant(o.provider)), "no offer from a provider that counted");
+    assert.ok(
+      log.records.some((r) => r.msg === "Request not served" && r.code === "over_entitlement"),
+    );
+
     // A node with a fake attestation is refused by every guardian it tries, with the reason.
     const impostor = await NodeIdentity.generate();
-    const fake = Rms.start({
+    const fake = await Rms.start({
       ...base(12),
       identity: impostor,
       release: { ...RELEASE, sha256: "00".repeat(32) },
@@ -125,7 +197,7 @@ Deno.test("RMS: a dozen nodes join three overlapping VPNs through guest networks
     const target = vpns[0];
     const extra: Rms[] = [];
     while ((byVpn.get(target)!.length + extra.length) < 8) {
-      const r = Rms.start({
+      const r = await Rms.start({
         ...base(20 + extra.length),
         location: crypto.randomUUID(),
         identity: await NodeIdentity.generate(),

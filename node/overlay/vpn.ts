@@ -242,6 +242,41 @@ export class VpnNode {
     return false;
   }
 
+  /**
+   * Tells whether a peer has shown a valid credential on its current connections.
+   * @param peer A node id.
+   */
+  isVerified(peer: string): boolean {
+    return this.#verified.has(peer);
+  }
+
+  /**
+   * Opens a stream to a member: on a connection if there is one, else dialling the addresses its
+   * credential lists.
+   * @param peer The member's node id.
+   * @param protocol The protocol.
+   * @throws {TrueCloudError} `unreachable` when it is not a member or cannot be reached.
+   */
+  async openStream(peer: string, protocol: string): Promise<Stream> {
+    const open = this.libp2p.getConnections().find((c) =>
+      c.remotePeer.toString() === peer && c.status === "open"
+    );
+    if (open) return await open.newStream(protocol);
+    const c = this.#roster.get(peer);
+    for (const addr of c?.data.addrs ?? []) {
+      try {
+        const full = addr.includes("/p2p/") ? addr : `${addr}/p2p/${peer}`;
+        const conn = await this.connect(full);
+        return await conn.newStream(protocol);
+      } catch {
+        // try the next address
+      }
+    }
+    throw new TrueCloudError(`Member ${peer} cannot be reached on VPN ${this.vpn}`, {
+      code: "unreachable",
+    });
+  }
+
   /** Peers connected now that showed a valid credential. */
   verifiedPeers(): string[] {
     return [...this.#verified.keys()];

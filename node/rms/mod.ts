@@ -9,3 +9,6 @@ export * from "./admission.ts";
 export * from "./attestation.ts";
 export * from "./guardian.ts";
 export * from "./rms.ts";
+export * from "./broadcast.ts";
+export * from "./contribution.ts";
+export * from "./ledger.ts";

@@ -29,7 +29,17 @@ import {
   type VpnSecret,
 } from "../overlay/mod.ts";
 import { mintAttestation, type ReleaseCatalog, type ReleaseClaim } from "./attestation.ts";
+import { Broadcaster } from "./broadcast.ts";
+import {
+  type Contribution,
+  type ContributionConfig,
+  type Entitlement,
+  entitlementOf,
+  measureContribution,
+  signContribution,
+} from "./contribution.ts";
 import { guardianDecider } from "./guardian.ts";
+import { Ledger, type Totals } from "./ledger.ts";
 
 /** Settings of {@linkcode Rms.start}. */
 export interface RmsOptions {
@@ -59,6 +69,14 @@ export interface RmsOptions {
   reachable?: boolean;
   /** Nodes this node refuses as guardian. */
   refused?: ReadonlySet<string>;
+  /** What this node lends. */
+  contribution: ContributionConfig;
+  /** Deno KV path of the ledger (default: in memory). */
+  ledgerPath?: string;
+  /** Bytes of the lent disk held for the cloud outside grants: the node's CDN store. */
+  held?: () => number;
+  /** Whether this node serves a request it is asked (default: every one within fair use). */
+  willServe?: ConstructorParameters<typeof Broadcaster>[0]["willServe"];
   /** Time between attempts to fill up to `maxVpns`, in milliseconds (default 5 s). */
   retryMs?: number;
   /** Time source. */
@@ -94,8 +112,20 @@ export interface VpnStatus {
   credentialExpires: string;
 }
 
+/** A node's resources as `deno task node entitlement` shows them. */
+export interface EntitlementStatus {
+  contribution: Contribution;
+  entitlement: Entitlement;
+  use: Totals;
+  given: Totals;
+}
+
 /** The RMS of one node. */
 export class Rms {
+  /** Requests, offers and grants. */
+  readonly broadcaster: Broadcaster;
+  /** Every grant made, received or seen. */
+  readonly ledger: Ledger;
   readonly #o: RmsOptions;
   readonly #log: Logger;
   readonly #clock: Clock;
@@ -105,8 +135,15 @@ export class Rms {
   #timer?: ReturnType<typeof setInterval>;
   #filling?: Promise<void>;
   #stopped = false;
+  #statement: { jws: string; data: Contribution; at: number };
 
-  private constructor(o: RmsOptions) {
+  private constructor(
+    o: RmsOptions,
+    ledger: Ledger,
+    statement: { jws: string; data: Contribution; at: number },
+  ) {
+    this.ledger = ledger;
+    this.#statement = statement;
     const max = o.maxVpns ?? 2;
     if (!Number.isInteger(max) || max < 1 || max > 4) {
       throw new TrueCloudError("A node holds 1 to 4 management VPNs", { code: "invalid" });
@@ -121,16 +158,54 @@ export class Rms {
       clock: o.clock,
       log: this.#log.child("discovery"),
     });
+    this.broadcaster = new Broadcaster({
+      identity: o.identity,
+      ledger,
+      contribution: () => this.#statement,
+      location: o.location,
+      network: o.network,
+      willServe: o.willServe,
+      held: o.held,
+      clock: o.clock,
+      log: this.#log.child("broadcast"),
+    });
   }
 
   /**
-   * Starts the RMS: it tries to fill its VPNs now and every `retryMs`.
+   * Starts the RMS: measures what the node lends, opens the ledger, and tries to fill its VPNs
+   * every `retryMs`.
    * @param o Settings.
    */
-  static start(o: RmsOptions): Rms {
-    const rms = new Rms(o);
-    rms.#timer = setInterval(() => void rms.fill(), o.retryMs ?? 5000);
+  static async start(o: RmsOptions): Promise<Rms> {
+    const data = await measureContribution(o.contribution);
+    const jws = await signContribution(o.identity, data, o.clock);
+    const ledger = await Ledger.open(o.ledgerPath ?? ":memory:");
+    const rms = new Rms(o, ledger, { jws, data, at: Date.now() });
+    rms.#timer = setInterval(() => {
+      void rms.fill();
+      void rms.#refreshStatement();
+    }, o.retryMs ?? 5000);
     return rms;
+  }
+
+  /** What this node lends, may take, takes and gives. */
+  entitlement(): EntitlementStatus {
+    const now = Math.floor(this.#clock.now() / 1000);
+    const c = this.#statement.data;
+    return {
+      contribution: c,
+      entitlement: entitlementOf(c),
+      use: this.ledger.use(this.nodeId, now),
+      given: this.ledger.given(this.nodeId, now),
+    };
+  }
+
+  // The statement lives a day: it is measured and signed again every twelve hours.
+  async #refreshStatement(): Promise<void> {
+    if (Date.now() - this.#statement.at < 12 * 3600_000) return;
+    const data = await measureContribution(this.#o.contribution);
+    const jws = await signContribution(this.#o.identity, data, this.#o.clock);
+    this.#statement = { jws, data, at: Date.now() };
   }
 
   /** This node's id. */
@@ -208,6 +283,7 @@ export class Rms {
     const m = this.#vpns.get(vpn);
     if (!m) throw new TrueCloudError(`Not in VPN ${vpn}`, { code: "not_found", status: 404 });
     this.#vpns.delete(vpn);
+    this.broadcaster.detach(vpn);
     clearInterval(m.timer);
     if (m.guest) {
       await this.#publisher.withdraw(vpn, "closing").catch(() => {});
@@ -224,6 +300,7 @@ export class Rms {
     await this.#filling?.catch(() => {});
     for (const vpn of [...this.#vpns.keys()]) await this.leave(vpn);
     this.#publisher.stop();
+    this.ledger.close();
   }
 
   get #host(): string {
@@ -337,6 +414,7 @@ export class Rms {
       await node.stop();
       throw new TrueCloudError("No member of the VPN could be reached", { code: "unreachable" });
     }
+    await this.broadcaster.attach(node);
     await node.setCredential(credential); // announces this node on the roster
     if (this.#o.reachable !== false) await this.#guard(m);
   }

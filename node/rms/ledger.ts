@@ -1,0 +1,288 @@
+/**
+ * Grants and their acknowledgements, and the ledger of every grant a node made, received or saw
+ * announced (`docs/protocol/broadcast.md`, `docs/protocol/entitlement.md`), kept in Deno KV.
+ *
+ * @module
+ */
+
+import {
+  type Clock,
+  ManualClock,
+  type NodeIdentity,
+  nodeIdSchema,
+  SignatureError,
+  signEnvelope,
+  systemClock,
+  uuidSchema,
+  verifyEnvelope,
+  z,
+} from "../../protocol/mod.ts";
+import { RMS_AUDIENCE } from "./contribution.ts";
+
+/** Envelope type of a grant. */
+export const GRANT_TYPE = "truecloud-grant+jwt";
+/** Envelope type of a grant's acknowledgement (the lease). */
+export const ACK_TYPE = "truecloud-grant-ack+jwt";
+/** Longest lease, in seconds (90 days). */
+export const MAX_LEASE_S = 90 * 24 * 3600;
+/** How long ended grants stay in the ledger, in seconds (30 days). */
+export const KEEP_ENDED_S = 30 * 24 * 3600;
+
+const amount = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
+
+/** What is asked for or granted. */
+export const resourceSchema = {
+  kind: z.enum(["storage", "compute"]),
+  bytes: amount,
+  cpuMillicores: amount,
+  memoryBytes: amount,
+  leaseSeconds: z.number().int().min(1).max(MAX_LEASE_S),
+};
+
+/** The data of a grant. */
+export const grantDataSchema = z.strictObject({
+  v: z.literal(1),
+  id: uuidSchema,
+  request: uuidSchema,
+  offer: uuidSchema,
+  provider: nodeIdSchema,
+  consumer: nodeIdSchema,
+  ...resourceSchema,
+  contribution: z.string().min(1).max(2048),
+});
+/** The data of a grant. */
+export type GrantData = z.infer<typeof grantDataSchema>;
+
+const ackDataSchema = z.strictObject({
+  v: z.literal(1),
+  grant: z.string().min(1).max(8192),
+  from: z.number().int().min(0),
+  until: z.number().int().min(0),
+});
+
+/** The audience of envelopes for one node. */
+export function nodeAudience(node: string): string {
+  return `truecloud:node:${node}`;
+}
+
+/** A grant in force or ended, as the ledger keeps it. */
+export interface LedgerEntry {
+  id: string;
+  provider: string;
+  consumer: string;
+  kind: "storage" | "compute";
+  bytes: number;
+  cpuMillicores: number;
+  memoryBytes: number;
+  /** Start and end of the lease, seconds. */
+  from: number;
+  until: number;
+  /** The acknowledgement, which carries the grant. */
+  ack: string;
+}
+
+/**
+ * Signs a grant (the consumer accepting an offer).
+ * @param consumer The consumer.
+ * @param data The grant.
+ * @param clock Time source.
+ */
+export async function signGrant(
+  consumer: NodeIdentity,
+  data: GrantData,
+  clock?: Clock,
+): Promise<string> {
+  return await signEnvelope(consumer, grantDataSchema.parse(data), {
+    type: GRANT_TYPE,
+    audience: nodeAudience(data.provider),
+    ttlSeconds: 600,
+    clock,
+  });
+}
+
+/**
+ * Verifies a grant sent to a provider.
+ * @param jws The grant, untrusted.
+ * @param provider The provider it must be for.
+ * @param clock Time source.
+ * @throws {SignatureError|ValidationError} When it does not verify, or is not the consumer's.
+ */
+export async function verifyGrant(
+  jws: string,
+  provider: string,
+  clock?: Clock,
+): Promise<GrantData> {
+  const v = await verifyEnvelope(jws, {
+    type: GRANT_TYPE,
+    audience: nodeAudience(provider),
+    schema: grantDataSchema,
+    what: "grant",
+    clock,
+    maxBytes: 8192,
+    maxTtlSeconds: 600,
+  });
+  if (v.issuer !== v.data.consumer || v.data.provider !== provider) {
+    throw new SignatureError("The grant is not its consumer's, or not for this provider", {
+      code: "claim_invalid",
+    });
+  }
+  return v.data;
+}
+
+/**
+ * Acknowledges a grant: the lease, signed by the provider.
+ * @param provider The provider.
+ * @param grant The grant's JWS.
+ * @param leaseSeconds Its length.
+ * @param clock Time source.
+ */
+export async function signAck(
+  provider: NodeIdentity,
+  grant: string,
+  leaseSeconds: number,
+  clock: Clock = systemClock,
+): Promise<string> {
+  const from = Math.floor(clock.now() / 1000);
+  return await signEnvelope(provider, { v: 1, grant, from, until: from + leaseSeconds }, {
+    type: ACK_TYPE,
+    audience: RMS_AUDIENCE,
+    ttlSeconds: leaseSeconds,
+    clock,
+  });
+}
+
+/**
+ * Verifies an acknowledgement and the grant inside it (as it was when acknowledged).
+ * @param jws The acknowledgement, untrusted.
+ * @param clock Time source.
+ * @returns The ledger entry.
+ * @throws {SignatureError|ValidationError} When either does not verify or they disagree.
+ */
+export async function verifyAck(jws: string, clock?: Clock): Promise<LedgerEntry> {
+  const a = await verifyEnvelope(jws, {
+    type: ACK_TYPE,
+    audience: RMS_AUDIENCE,
+    schema: ackDataSchema,
+    what: "grant acknowledgement",
+    clock,
+    maxBytes: 12 * 1024,
+    maxTtlSeconds: MAX_LEASE_S,
+  });
+  const g = await verifyGrant(a.data.grant, a.issuer, new ManualClock(a.issuedAt * 1000));
+  if (
+    a.data.from !== a.issuedAt || a.data.until !== a.data.from + g.leaseSeconds ||
+    a.expiresAt !== a.data.until
+  ) {
+    throw new SignatureError("The lease's times do not match its grant", {
+      code: "claim_invalid",
+    });
+  }
+  return {
+    id: g.id,
+    provider: g.provider,
+    consumer: g.consumer,
+    kind: g.kind,
+    bytes: g.bytes,
+    cpuMillicores: g.cpuMillicores,
+    memoryBytes: g.memoryBytes,
+    from: a.data.from,
+    until: a.data.until,
+    ack: jws,
+  };
+}
+
+/** Amounts in force. */
+export interface Totals {
+  storageBytes: number;
+  cpuMillicores: number;
+  memoryBytes: number;
+}
+
+/** The ledger of one node. */
+export class Ledger {
+  readonly #kv: Deno.Kv;
+  readonly #entries = new Map<string, LedgerEntry>();
+
+  private constructor(kv: Deno.Kv) {
+    this.#kv = kv;
+  }
+
+  /**
+   * Opens the ledger.
+   * @param path Deno KV path, or `:memory:`.
+   */
+  static async open(path: string): Promise<Ledger> {
+    const kv = await Deno.openKv(path);
+    const l = new Ledger(kv);
+    for await (const e of kv.list<LedgerEntry>({ prefix: ["grant"] })) {
+      l.#entries.set(e.value.id, e.value);
+    }
+    return l;
+  }
+
+  /**
+   * Records a grant (again: no change).
+   * @param e The entry.
+   */
+  async record(e: LedgerEntry): Promise<void> {
+    if (this.#entries.has(e.id)) return;
+    this.#entries.set(e.id, e);
+    await this.#kv.set(["grant", e.id], e);
+  }
+
+  /** Every entry. */
+  entries(): LedgerEntry[] {
+    return [...this.#entries.values()];
+  }
+
+  /**
+   * What a node has received and holds now.
+   * @param consumer The node.
+   * @param now Seconds.
+   */
+  use(consumer: string, now: number): Totals {
+    return this.#sum((e) => e.consumer === consumer && e.from <= now && now < e.until);
+  }
+
+  /**
+   * What a node has given and gives now.
+   * @param provider The node.
+   * @param now Seconds.
+   */
+  given(provider: string, now: number): Totals {
+    return this.#sum((e) => e.provider === provider && e.from <= now && now < e.until);
+  }
+
+  /**
+   * Deletes entries that ended more than 30 days before `now`.
+   * @param now Seconds.
+   * @returns How many were deleted.
+   */
+  async prune(now: number): Promise<number> {
+    let n = 0;
+    for (const e of this.#entries.values()) {
+      if (e.until + KEEP_ENDED_S < now) {
+        this.#entries.delete(e.id);
+        await this.#kv.delete(["grant", e.id]);
+        n++;
+      }
+    }
+    return n;
+  }
+
+  /** Closes the store. */
+  close(): void {
+    this.#kv.close();
+  }
+
+  #sum(f: (e: LedgerEntry) => boolean): Totals {
+    const t = { storageBytes: 0, cpuMillicores: 0, memoryBytes: 0 };
+    for (const e of this.#entries.values()) {
+      if (!f(e)) continue;
+      t.storageBytes += e.bytes;
+      t.cpuMillicores += e.cpuMillicores;
+      t.memoryBytes += e.memoryBytes;
+    }
+    return t;
+  }
+}
