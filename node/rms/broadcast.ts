@@ -129,6 +129,15 @@ export interface Ask {
   waitMs?: number;
 }
 
+/** What a {@linkcode Broadcaster} has done since it started. */
+export interface BroadcastStats {
+  requests: number;
+  duplicates: number;
+  offers: number;
+  relayed: number;
+  grants: number;
+}
+
 /** Settings of a {@linkcode Broadcaster}. */
 export interface BroadcasterOptions {
   identity: NodeIdentity;
@@ -176,6 +185,13 @@ export class Broadcaster {
   readonly #down = new Map<string, { vpn: string; peer: string; until: number }>();
   readonly #pending = new Map<string, { offers: ReceivedOffer[]; want: number; wake(): void }>();
   readonly #offered = new Map<string, { request: VerifiedRequest; until: number }>();
+  readonly #stats: BroadcastStats = {
+    requests: 0,
+    duplicates: 0,
+    offers: 0,
+    relayed: 0,
+    grants: 0,
+  };
 
   /** @param o Settings. */
   constructor(o: BroadcasterOptions) {
@@ -232,6 +248,11 @@ export class Broadcaster {
       await s.write(answer).catch(() => {});
       await stream.close().catch(() => {});
     }, { maxInboundStreams: 64 });
+  }
+
+  /** Counts since start: requests taken, duplicates ignored, offers made, relays, grants made. */
+  stats(): BroadcastStats {
+    return { ...this.#stats };
   }
 
   /** Stops taking part in a VPN. */
@@ -399,8 +420,10 @@ export class Broadcaster {
     const r = await this.#verifyRequest(m.request);
     this.#prune();
     if (this.#seen.has(r.id) || r.requester === this.#o.identity.nodeId) {
+      this.#stats.duplicates++;
       return TopicValidatorResult.Ignore;
     }
+    this.#stats.requests++;
     this.#seen.set(r.id, r.expiresAt);
     this.#routes.set(r.id, { vpn: node.vpn, peer: from, until: r.expiresAt + 600 });
     // Answer, and relay, without holding up the gossip.
@@ -414,6 +437,7 @@ export class Broadcaster {
         );
         for (const other of this.#vpns.values()) {
           if (other.vpn === node.vpn) continue;
+          this.#stats.relayed++;
           other.libp2p.services.pubsub.publish(requestsTopic(other.vpn), relayed).catch(() => {});
         }
       }
@@ -471,6 +495,7 @@ export class Broadcaster {
       },
     );
     this.#offered.set(id, { request: r, until: this.#now + 600 });
+    this.#stats.offers++;
     await this.#send(node.vpn, publisher, { t: "offer", offer });
   }
 
@@ -559,6 +584,7 @@ export class Broadcaster {
     for (const n of this.#vpns.values()) {
       n.libp2p.services.pubsub.publish(grantsTopic(n.vpn), announce).catch(() => {});
     }
+    this.#stats.grants++;
     this.#log.info("Grant made", { consumer: g.consumer, id: g.id, kind: g.kind });
     return { t: "ack", ack };
   }

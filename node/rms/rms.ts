@@ -248,7 +248,7 @@ export class Rms {
     const vpn = crypto.randomUUID();
     const secret = await foundVpn(charter);
     const key = await NodeIdentity.fromJwk(secret.vpnKey);
-    const port = await freePort(this.#host);
+    const port = freePort(this.#host);
     const credential = await mintCredential(key, {
       v: 1,
       vpn,
@@ -358,7 +358,7 @@ export class Rms {
     guestPort: number,
     guestKey: string,
   ): Promise<boolean> {
-    const port = await freePort(this.#host);
+    const port = freePort(this.#host);
     const ip = ips[0];
     const addr = ip.includes(":") ? `/ip6/${ip}/tcp/${guestPort}` : `/ip4/${ip}/tcp/${guestPort}`;
     const outcome = await requestJoin(this.#o.identity, { vpn, guardian, addr, guestKey }, {
@@ -465,7 +465,7 @@ export class Rms {
   }
 }
 
-async function freePort(host: string): Promise<number> {
+function freePort(host: string): number {
   const l = Deno.listen({ hostname: host, port: 0 });
   const port = (l.addr as Deno.NetAddr).port;
   l.close();

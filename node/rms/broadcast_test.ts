@@ -1,0 +1,253 @@
+import assert from "node:assert/strict";
+import fc from "fast-check";
+import { identify } from "@libp2p/identify";
+import { peerIdFromString } from "@libp2p/peer-id";
+import { multiaddr } from "@multiformats/multiaddr";
+import { createLibp2p } from "libp2p";
+import { newUuid, NodeIdentity, signEnvelope } from "../../protocol/mod.ts";
+import { until } from "../../protocol/_test_tools.ts";
+import { baseConfig, libp2pKey } from "../overlay/_libp2p.ts";
+import {
+  CREDENTIAL_PROTOCOL,
+  foundVpn,
+  jsonStream,
+  mintCredential,
+  VpnNode,
+} from "../overlay/mod.ts";
+import { Broadcaster, OFFER_TYPE, REQUEST_TYPE, requestsTopic, RMS_PROTOCOL } from "./broadcast.ts";
+import { RMS_AUDIENCE, signContribution } from "./contribution.ts";
+import { Ledger, nodeAudience, signAck, signGrant } from "./ledger.ts";
+
+const GiB = 1024 ** 3;
+const contribution = {
+  v: 1 as const,
+  diskBytes: 10 * GiB,
+  cpuMillicores: 1000,
+  memoryBytes: GiB,
+  bandwidthBps: 0,
+  ratio: 0.4,
+};
+
+async function cluster(n = 3) {
+  const vpn = newUuid();
+  const secret = await foundVpn();
+  const key = await NodeIdentity.fromJwk(secret.vpnKey);
+  const members: { id: NodeIdentity; node: VpnNode; b: Broadcaster; ledger: Ledger }[] = [];
+  for (let i = 0; i < n; i++) {
+    const id = await NodeIdentity.generate();
+    const credential = await mintCredential(key, {
+      v: 1,
+      vpn,
+      member: id.nodeId,
+      location: newUuid(),
+      network: newUuid(),
+      guardian: id.nodeId,
+      addrs: [],
+    });
+    const node = await VpnNode.start({ identity: id, vpn, secret, credential });
+    const ledger = await Ledger.open(":memory:");
+    const statement = { jws: await signContribution(id, contribution), data: contribution };
+    const b = new Broadcaster({
+      identity: id,
+      ledger,
+      contribution: () => statement,
+      location: newUuid(),
+      network: newUuid(),
+    });
+    await b.attach(node);
+    members.push({ id, node, b, ledger });
+  }
+  for (let i = 1; i < n; i++) await members[i].node.connect(members[0].node.addrs[0]);
+  await members[2]?.node.connect(members[1].node.addrs[0]);
+  // Wait for the gossip mesh of the requests topic.
+  await until(
+    "the requests mesh",
+    () =>
+      members.every((m) =>
+        m.node.libp2p.services.pubsub.getSubscribers(requestsTopic(vpn)).length >= n - 1
+      ),
+  );
+  return {
+    vpn,
+    secret,
+    members,
+    async [Symbol.asyncDispose]() {
+      for (const m of members) {
+        await m.node.stop();
+        m.ledger.close();
+      }
+    },
+  };
+}
+
+async function ask(stream: ReturnType<typeof jsonStream>, msg: Record<string, unknown>) {
+  await stream.write(msg);
+  return await stream.read();
+}
+
+Deno.test("Broadcaster: malformed, forged and replayed requests on the topic are rejected or answered once", async () => {
+  await using c = await cluster();
+  const [a, b, cc] = c.members;
+  const topic = requestsTopic(c.vpn);
+  const publish = (msg: unknown) =>
+    a.node.libp2p.services.pubsub.publish(topic, new TextEncoder().encode(JSON.stringify(msg)));
+  const other = await NodeIdentity.generate();
+  const statementOf = async (who: NodeIdentity) => await signContribution(who, contribution);
+  const requestBy = async (signer: NodeIdentity, over: Record<string, unknown> = {}) =>
+    await signEnvelope(signer, {
+      v: 1,
+      kind: "storage",
+      bytes: GiB,
+      cpuMillicores: 0,
+      memoryBytes: 0,
+      leaseSeconds: 3600,
+      count: 1,
+      maxHops: 0,
+      contribution: await statementOf(signer),
+      ...over,
+    }, { type: REQUEST_TYPE, audience: RMS_AUDIENCE, ttlSeconds: 60 });
+  await fc.assert(
+    fc.asyncProperty(
+      fc.oneof(
+        fc.jsonValue({ maxDepth: 2 }),
+        fc.record({ t: fc.constant("request"), request: fc.string(), hops: fc.integer() }),
+        fc.constantFrom(
+          // another node's contribution inside a request
+          requestBy(a.id, { contribution: "x" }),
+          statementOf(other).then((s) => requestBy(a.id, { contribution: s })),
+          // an unknown field, a lease too long, a lifetime too long
+          requestBy(a.id, { extra: 1 }),
+          requestBy(a.id, { leaseSeconds: 10 ** 9 }),
+          signEnvelope(a.id, {}, { type: REQUEST_TYPE, audience: RMS_AUDIENCE, ttlSeconds: 3600 }),
+        ).chain((p) => fc.constant(p)),
+      ),
+      async (m) => {
+        const msg = m instanceof Promise ? { t: "request", request: await m, hops: 0 } : m;
+        await publish(msg).catch(() => {});
+      },
+    ),
+    { numRuns: 30 },
+  );
+  await new Promise((r) => setTimeout(r, 300));
+  for (const m of [b, cc]) assert.equal(m.ledger.entries().length, 0);
+
+  // A genuine request is answered by each other member once, even when the same message is
+  // published again (a replay): the id was seen.
+  const offers = await a.b.request({
+    kind: "storage",
+    bytes: GiB,
+    leaseSeconds: 3600,
+    count: 5,
+    waitMs: 1500,
+  });
+  assert.deepEqual(offers.map((o) => o.provider).sort(), [b.id.nodeId, cc.id.nodeId].sort());
+  const before = b.b.stats();
+  const replay = await requestBy(a.id);
+  await publish({ t: "request", request: replay, hops: 0 });
+  await until("b to take it", () => b.b.stats().requests === before.requests + 1);
+  await publish({ t: "request", request: replay, hops: 0 }); // a new gossip message, the same request
+  await until("b to ignore the replay", () => b.b.stats().duplicates > before.duplicates);
+  await new Promise((r) => setTimeout(r, 200));
+  assert.equal(b.b.stats().offers, before.offers + 1, "one offer for one request");
+});
+
+Deno.test("Broadcaster: hostile offers and grants on the stream get a refusal code and change no ledger", async () => {
+  await using c = await cluster();
+  const [a, b] = c.members;
+  const open = async () => jsonStream(await a.node.openStream(b.id.nodeId, RMS_PROTOCOL), 3000);
+  const offer = await signEnvelope(a.id, {
+    v: 1,
+    request: newUuid(),
+    requester: b.id.nodeId,
+    kind: "storage",
+    bytes: GiB,
+    cpuMillicores: 0,
+    memoryBytes: 0,
+    leaseSeconds: 3600,
+    vpn: c.vpn,
+    location: newUuid(),
+    network: newUuid(),
+  }, { type: OFFER_TYPE, audience: nodeAudience(b.id.nodeId), ttlSeconds: 600 });
+  const grant = await signGrant(a.id, {
+    v: 1,
+    id: newUuid(),
+    request: newUuid(),
+    offer: newUuid(),
+    provider: b.id.nodeId,
+    consumer: a.id.nodeId,
+    kind: "storage",
+    bytes: GiB,
+    cpuMillicores: 0,
+    memoryBytes: 0,
+    leaseSeconds: 3600,
+    contribution: await signContribution(a.id, contribution),
+  });
+  // A grant b acknowledged once, for another consumer, sent again: b made no such offer now.
+  const ack = await signAck(b.id, grant, 3600);
+  await fc.assert(
+    fc.asyncProperty(
+      fc.oneof(
+        fc.dictionary(fc.string({ maxLength: 6 }), fc.jsonValue({ maxDepth: 2 }), { maxKeys: 3 }),
+        fc.record({ t: fc.constantFrom("offer", "grant"), offer: fc.string(), grant: fc.string() }),
+        fc.constantFrom(
+          { t: "offer", offer }, // for a request b never made
+          { t: "grant", grant }, // for an offer b never made
+          { t: "grant", grant: ack }, // not a grant at all
+          { t: "offer", offer: grant },
+          { t: "grant", grant: grant.slice(0, -4) + "AAAA" }, // signature broken
+        ),
+      ),
+      async (msg) => {
+        const s = await open();
+        const answer = await ask(s, msg as Record<string, unknown>);
+        assert.equal(answer.ok, false, JSON.stringify(answer));
+        assert.equal(typeof answer.code, "string");
+      },
+    ),
+    { numRuns: 40 },
+  );
+  assert.equal(b.ledger.entries().length, 0);
+  assert.equal(a.ledger.entries().length, 0);
+});
+
+Deno.test("VpnNode: anything but a valid credential on the credential protocol keeps the peer out", async () => {
+  await using c = await cluster(2);
+  const [a] = c.members;
+  await fc.assert(
+    fc.asyncProperty(
+      fc.oneof(
+        fc.jsonValue({ maxDepth: 2 }).map((v) => ({ t: "credential", credential: v })),
+        fc.dictionary(fc.string({ maxLength: 6 }), fc.jsonValue({ maxDepth: 1 }), { maxKeys: 3 }),
+        fc.constant({ t: "credential", credential: a.node.credential.jws }), // someone else's
+      ),
+      async (msg) => {
+        const id = await NodeIdentity.generate();
+        const libp2p = await createLibp2p({
+          privateKey: await libp2pKey(id),
+          addresses: { listen: [] },
+          ...baseConfig(c.secret.networkKey), // it has the network key, not a credential
+          services: { identify: identify() },
+        });
+        try {
+          const stream = await libp2p.dialProtocol(multiaddr(a.node.addrs[0]), CREDENTIAL_PROTOCOL);
+          const s = jsonStream(stream, 3000);
+          const answer = await ask(s, msg as Record<string, unknown>).catch(() => ({ ok: false }));
+          assert.equal(answer.ok, false);
+          await until("the peer to be kept out", () => a.node.isDenied(id.nodeId), 3000);
+          assert.equal(a.node.isVerified(id.nodeId), false);
+          const aId = peerIdFromString(a.id.nodeId);
+          await until("the connection closed", () => !libp2p.getConnections(aId).length, 3000);
+          // Dialling again: refused by a's gater (the dial fails, or its connection is closed at
+          // once), and a holds no connection from it.
+          const again = await libp2p.dial(multiaddr(a.node.addrs[0])).catch(() => undefined);
+          if (again) await until("a to close it", () => again.status !== "open", 3000);
+          assert.equal(a.node.libp2p.getConnections(peerIdFromString(id.nodeId)).length, 0);
+        } finally {
+          await libp2p.stop();
+        }
+      },
+    ),
+    { numRuns: 15 },
+  );
+  assert.equal(a.node.roster().length, 2);
+});
