@@ -36,7 +36,7 @@ async function main(): Promise<number> {
       home: config.home,
       gatewayPort: config.port,
       replicas: config.replicas,
-      guardians: config.guardians,
+      nodes: config.nodes,
       log,
       logLevel: config.logLevel,
     });
@@ -54,6 +54,11 @@ async function main(): Promise<number> {
   console.log(`installers: ${gw}/installers/ (development release, development keys)`);
   console.log(`cdn: ${gw}/cdn/`);
   console.log(`replicas: ${cloud.replicas.map((r) => r.url).join(" ")}`);
+  const nodes = [...cloud.nodes.nodes.values()];
+  const vpns = new Set(nodes.flatMap((n) => n.memberships().map((m) => m.vpn)));
+  console.log(
+    `nodes: ${nodes.length} in ${vpns.size} management VPNs (deno task node status shows them)`,
+  );
   console.log(`certificate: ${config.home}/tls/gateway-cert.pem (self-signed, development only)`);
   console.log(`try: curl --cacert ${config.home}/tls/gateway-cert.pem ${gw}/discovery/feed.rss`);
   console.log("Ctrl-C stops everything.");

@@ -15,8 +15,8 @@ export interface LocalCloudConfig {
   port: number;
   /** Discovery replicas. */
   replicas: number;
-  /** Guardians publishing records. */
-  guardians: number;
+  /** Node agents. */
+  nodes: number;
   /** Log level. */
   logLevel: LogLevel;
 }
@@ -30,7 +30,7 @@ Flags (each also read from the environment variable shown; a flag wins):
   --home DIR        state directory               TRUECLOUD_HOME (./.truecloud)
   --port N          gateway HTTPS port, 0 = any   TRUECLOUD_GATEWAY_PORT (8443)
   --replicas N      discovery replicas, 1 to 9    TRUECLOUD_REPLICAS (3)
-  --guardians N     guardians publishing records  TRUECLOUD_GUARDIANS (4)
+  --nodes N         node agents, 1 to 64          TRUECLOUD_NODES (12)
   --log-level L     debug, info, warn or error    TRUECLOUD_LOG_LEVEL (warn)
   --help            show this text`;
 
@@ -53,7 +53,7 @@ export function loadLocalCloudConfig(
         home: { type: "string" },
         port: { type: "string" },
         replicas: { type: "string" },
-        guardians: { type: "string" },
+        nodes: { type: "string" },
         "log-level": { type: "string" },
         help: { type: "boolean" },
       },
@@ -87,7 +87,7 @@ export function loadLocalCloudConfig(
   if (home.trim() === "") problems.push("--home (TRUECLOUD_HOME) must not be empty");
   const port = int("port", values.port, "TRUECLOUD_GATEWAY_PORT", 8443, 0, 65535);
   const replicas = int("replicas", values.replicas, "TRUECLOUD_REPLICAS", 3, 1, 9);
-  const guardians = int("guardians", values.guardians, "TRUECLOUD_GUARDIANS", 4, 1, 64);
+  const nodes = int("nodes", values.nodes, "TRUECLOUD_NODES", 12, 1, 64);
   const level = (values["log-level"] ?? env("TRUECLOUD_LOG_LEVEL") ?? "warn").trim().toLowerCase();
   if (!LOG_LEVELS.includes(level as LogLevel)) {
     problems.push(
@@ -95,5 +95,5 @@ export function loadLocalCloudConfig(
     );
   }
   if (problems.length) throw new ConfigError(`Invalid configuration:\n  ${problems.join("\n  ")}`);
-  return { home, port, replicas, guardians, logLevel: level as LogLevel };
+  return { home, port, replicas, nodes, logLevel: level as LogLevel };
 }

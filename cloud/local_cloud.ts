@@ -1,27 +1,22 @@
 /**
- * The local cloud: a whole True Cloud on one host, for trying it and for end-to-end tests. This
- * version runs the public gateway and three discovery replicas (the gateway fronts the first), a
- * few guardians that publish signed records of soliciting VPNs, and a development release of this
- * source tree (TUF repository and minisign signatures, development keys). Later parts add the nodes.
+ * The local cloud: a whole True Cloud on one host, for trying it and for end-to-end tests: the public
+ * gateway and three discovery replicas (the gateway fronts the first), a development release of
+ * this source tree (TUF repository and minisign signatures, development keys), a dozen node agents
+ * in three overlapping management VPNs that they found and join through discovery, and the CDN with
+ * sample content.
  *
  * @module
  */
 
-import { RecordPublisher, type SolicitingData } from "../discovery/mod.ts";
 import { buildDevelopmentRelease, TimestampRefresher } from "../library/mod.ts";
 import { BlockStore, Catalogue, StoreSet } from "../cdn/mod.ts";
 import { CdnRepairLoop } from "./cdn_repair.ts";
+import { type LocalNodes, startNodes } from "./nodes.ts";
 import { type PublishedSample, publishSamples } from "./samples.ts";
 import { Gateway, type GatewayConfig } from "../gateway/mod.ts";
 import { ensureSelfSigned } from "../gateway/mod.ts";
-import {
-  discardLogger,
-  type Logger,
-  type LogLevel,
-  newUuid,
-  NodeIdentity,
-  toHex,
-} from "../protocol/mod.ts";
+import { discardLogger, type Logger, type LogLevel, NodeIdentity, toHex } from "../protocol/mod.ts";
+import { createControlApp } from "../node/mod.ts";
 
 /** Settings of a {@linkcode LocalCloud}. */
 export interface LocalCloudOptions {
@@ -31,32 +26,14 @@ export interface LocalCloudOptions {
   gatewayPort: number;
   /** How many discovery replicas, the gateway's included (default 3). */
   replicas?: number;
-  /** How many guardians publish records (default 4). */
-  guardians?: number;
+  /** How many node agents (default 12). */
+  nodes?: number;
   /** Serving threads of the public gateway (default one per core, at most 4). */
   gatewayWorkers?: number;
   /** Logger. */
   log?: Logger;
   /** Level of the logs that serving Workers write (they cannot share `log`). */
   logLevel?: LogLevel;
-}
-
-/** What the local cloud keeps across restarts besides the stores: its VPNs. */
-interface LocalState {
-  vpns: { vpn: string; guestKey: string; guestPort: number }[];
-}
-
-function hexKey(): string {
-  return toHex(crypto.getRandomValues(new Uint8Array(32)));
-}
-
-async function readJson<T>(path: string): Promise<T | undefined> {
-  try {
-    return JSON.parse(await Deno.readTextFile(path)) as T;
-  } catch (err) {
-    if (err instanceof Deno.errors.NotFound) return undefined;
-    throw err;
-  }
 }
 
 /**
@@ -74,13 +51,11 @@ export class LocalCloud {
   readonly gateway: Gateway;
   /** Every replica's server, the gateway first. */
   readonly replicas: Gateway[];
-  /** The guardians' publishers. */
-  readonly publishers: RecordPublisher[];
-  /** The guardians' identities. */
-  readonly guardians: NodeIdentity[];
-  /** The soliciting records published at start. */
-  readonly published: SolicitingData[];
+  /** The node agents. */
+  readonly nodes: LocalNodes;
   readonly #client: Deno.HttpClient;
+  readonly #control: Deno.HttpServer<Deno.NetAddr>;
+  readonly #home: string;
   readonly #log: Logger;
   readonly #refresher: TimestampRefresher;
   readonly #catalogue: Catalogue;
@@ -90,9 +65,9 @@ export class LocalCloud {
 
   private constructor(
     replicas: Gateway[],
-    publishers: RecordPublisher[],
-    guardians: NodeIdentity[],
-    published: SolicitingData[],
+    nodes: LocalNodes,
+    control: Deno.HttpServer<Deno.NetAddr>,
+    home: string,
     client: Deno.HttpClient,
     log: Logger,
     refresher: TimestampRefresher,
@@ -106,9 +81,9 @@ export class LocalCloud {
     this.samples = samples;
     this.gateway = replicas[0];
     this.replicas = replicas;
-    this.publishers = publishers;
-    this.guardians = guardians;
-    this.published = published;
+    this.nodes = nodes;
+    this.#control = control;
+    this.#home = home;
     this.#client = client;
     this.#log = log;
   }
@@ -165,6 +140,8 @@ export class LocalCloud {
     const peerFetch: typeof fetch = (input, init) => fetch(input, { ...init, client });
 
     const replicas: Gateway[] = [];
+    let nodes: LocalNodes | undefined;
+    let control: Deno.HttpServer<Deno.NetAddr> | undefined;
     try {
       const n = options.replicas ?? 3;
       for (let i = 1; i <= n; i++) {
@@ -199,66 +176,43 @@ export class LocalCloud {
         );
       }
 
-      // Guardians and their VPNs persist across restarts, like a real node's identity.
-      const guardians: NodeIdentity[] = [];
-      await Deno.mkdir(`${home}/guardians`, { recursive: true, mode: 0o700 });
-      for (let i = 1; i <= (options.guardians ?? 4); i++) {
-        const path = `${home}/guardians/guardian-${i}.json`;
-        const jwk = await readJson(path);
-        const id = jwk ? await NodeIdentity.fromJwk(jwk) : await NodeIdentity.generate();
-        if (!jwk) await Deno.writeTextFile(path, JSON.stringify(id.toJwk()), { mode: 0o600 });
-        guardians.push(id);
-      }
-      // The guardians are this cloud's members, for the CDN; two of them publish samples.
-      for (const g of guardians) members.add(g.nodeId);
-      const samples = await publishSamples(cdnNodes.get("cdn-node-1")!, catalogue, guardians[0]);
+      // The node agents: they found three VPNs and join them through the gateway's feed.
+      nodes = await startNodes({
+        home,
+        count: options.nodes,
+        gateway: replicas[0].url,
+        endpoints: replicas.map((r) => `${r.url}/discovery`),
+        release: `installers/truecloud-${release.version}.tar.gz`,
+        fetch: peerFetch,
+        log: log.child("nodes"),
+      });
+      // The nodes are this cloud's members, for the CDN; the first publishes the samples.
+      for (const n of nodes.nodes.values()) members.add(n.nodeId);
+      const first = await NodeIdentity.fromJwk(
+        JSON.parse(await Deno.readTextFile(`${home}/nodes/node-1/identity.json`)),
+      );
+      const samples = await publishSamples(cdnNodes.get("cdn-node-1")!, catalogue, first);
       const cdnRepair = new CdnRepairLoop(home, cdnNodes, catalogue, log.child("cdn"));
       await cdnRepair.run();
       log.info("Sample content published", { samples });
-      const statePath = `${home}/local-cloud.json`;
-      const state = (await readJson<LocalState>(statePath)) ?? { vpns: [] };
-      while (state.vpns.length < 3) {
-        state.vpns.push({
-          vpn: newUuid(),
-          guestKey: hexKey(),
-          guestPort: 4101 + state.vpns.length,
-        });
-      }
-      await Deno.writeTextFile(statePath, JSON.stringify(state, null, 2), { mode: 0o600 });
-
-      // Each guardian admits to one VPN (the first VPN has two guardians) and publishes to a
-      // different replica, so the records reach the gateway only through replication.
-      const publishers: RecordPublisher[] = [];
-      const published: SolicitingData[] = [];
-      for (let i = 0; i < guardians.length; i++) {
-        const replica = replicas[i % replicas.length];
-        const pub = new RecordPublisher({
-          guardian: guardians[i],
-          endpoints: [`${replica.url}/discovery`, ...replicas.map((r) => `${r.url}/discovery`)],
-          ttlSeconds: 3600,
-          fetch: peerFetch,
-          log: log.child(`guardian-${i + 1}`),
-        });
-        const v = state.vpns[i % state.vpns.length];
-        const data: SolicitingData = {
-          v: 1,
-          vpn: v.vpn,
-          state: "soliciting",
-          ips: ["127.0.0.1"],
-          guestPort: v.guestPort + 100 * Math.floor(i / state.vpns.length),
-          guestKey: v.guestKey,
-        };
-        await pub.solicit(data);
-        publishers.push(pub);
-        published.push(data);
-      }
+      // The nodes' control API, for `deno task node`: loopback, a token in a file only we read.
+      const token = toHex(crypto.getRandomValues(new Uint8Array(32)));
+      control = Deno.serve(
+        { hostname: "127.0.0.1", port: 0, onListen() {} },
+        createControlApp(nodes.nodes, token).fetch,
+      );
+      await Deno.writeTextFile(
+        `${home}/control.json`,
+        JSON.stringify({ url: `http://127.0.0.1:${control.addr.port}`, token }),
+        { mode: 0o600 },
+      );
       refresher.start();
       cdnRepair.start();
       return new LocalCloud(
         replicas,
-        publishers,
-        guardians,
-        published,
+        nodes,
+        control,
+        home,
         client,
         log,
         refresher,
@@ -267,6 +221,8 @@ export class LocalCloud {
         cdnRepair,
       );
     } catch (err) {
+      await control?.shutdown().catch(() => {});
+      await nodes?.stop().catch(() => {});
       for (const r of replicas) await r.stop().catch(() => {});
       client.close();
       catalogue.close();
@@ -275,27 +231,28 @@ export class LocalCloud {
   }
 
   /**
-   * Waits until the gateway's replica shows every published record (replication has caught up).
+   * Waits until every node is in as many VPNs as it holds at most (or the VPNs are full).
    * @param timeoutMs How long to wait.
-   * @returns Whether it did in time.
+   * @returns Whether they are in time.
    */
-  async settled(timeoutMs = 10_000): Promise<boolean> {
+  async settled(timeoutMs = 30_000): Promise<boolean> {
     const deadline = Date.now() + timeoutMs;
+    const all = [...this.nodes.nodes.values()];
     while (Date.now() < deadline) {
-      if (this.replicas.every((r) => r.discovery.store.visible().length >= this.published.length)) {
-        return true;
-      }
+      if (all.every((n) => n.memberships().length >= 1)) return true;
       await new Promise((r) => setTimeout(r, 50));
     }
     return false;
   }
 
-  /** Stops the guardians, then every replica. */
+  /** Stops the nodes (they withdraw their records), then every replica. */
   async stop(): Promise<void> {
     this.#refresher.stop();
     await this.#cdnRepair.stop();
     this.#catalogue.close();
-    for (const p of this.publishers) p.stop();
+    await this.#control.shutdown();
+    await Deno.remove(`${this.#home}/control.json`).catch(() => {});
+    await this.nodes.stop();
     for (const r of this.replicas) await r.stop();
     this.#client.close();
     this.#log.info("Local cloud stopped");

@@ -5,7 +5,7 @@ import { until } from "../protocol/_test_tools.ts";
 import { Hono } from "hono";
 import { DiscoveryService } from "../discovery/mod.ts";
 import { CapturingLogger, NodeIdentity } from "../protocol/mod.ts";
-import { catalogFromTargets, Rms, type RmsOptions } from "../node/rms/mod.ts";
+import { catalogFromTargets, Rms, type RmsOptions } from "../node/mod.ts";
 
 const RELEASE = {
   v: 1 as const,

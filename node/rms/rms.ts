@@ -67,6 +67,8 @@ export interface RmsOptions {
   host?: string;
   /** Whether others can reach this node's address, so that it acts as a guardian (default true). */
   reachable?: boolean;
+  /** New guest connections taken per second from one IP address (default 5). */
+  guestPerAddressPerSecond?: number;
   /** Nodes this node refuses as guardian. */
   refused?: ReadonlySet<string>;
   /** What this node lends. */
@@ -432,6 +434,7 @@ export class Rms {
         refused: this.#o.refused,
         clock: this.#o.clock,
       }),
+      perAddressPerSecond: this.#o.guestPerAddressPerSecond,
       clock: this.#o.clock,
       log: this.#log.child("guest"),
     });

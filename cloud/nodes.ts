@@ -1,0 +1,149 @@
+/**
+ * The local cloud's node agents: a dozen RMSes (by default) that attest the development release,
+ * found three management VPNs and join them through discovery and guest networks, the way nodes on
+ * the internet do, all on 127.0.0.1.
+ *
+ * @module
+ */
+
+import { TufClient } from "../library/mod.ts";
+import { catalogFromTargets, measureRelease, type ReleaseCatalog, Rms } from "../node/mod.ts";
+import { type Logger, NodeIdentity } from "../protocol/mod.ts";
+
+/** Settings of {@linkcode startNodes}. */
+export interface NodesOptions {
+  /** The local cloud's state directory. */
+  home: string;
+  /** How many node agents (default 12). */
+  count?: number;
+  /** The gateway's URL (feed and TUF repository). */
+  gateway: string;
+  /** Discovery endpoints of the replicas, for records. */
+  endpoints: string[];
+  /** The release to attest, as a target path. */
+  release: string;
+  /** A fetch that trusts the cloud's certificate. */
+  fetch: typeof fetch;
+  /** Logger. */
+  log: Logger;
+}
+
+/** The running node agents. */
+export interface LocalNodes {
+  /** Each node's RMS, by name (`node-1`…). */
+  nodes: Map<string, Rms>;
+  /** The VPNs the first nodes founded. */
+  founded: string[];
+  /** Stops every node (they withdraw their records). */
+  stop(): Promise<void>;
+}
+
+async function loadOrCreate<T>(path: string, make: () => Promise<T>, mode = 0o600): Promise<T> {
+  try {
+    return JSON.parse(await Deno.readTextFile(path)) as T;
+  } catch (err) {
+    if (!(err instanceof Deno.errors.NotFound)) throw err;
+    const value = await make();
+    await Deno.writeTextFile(path, JSON.stringify(value, null, 2), { mode });
+    return value;
+  }
+}
+
+/**
+ * Starts the node agents: fetches the release through TUF (verified against the pinned root),
+ * measures it for their attestations, starts them, lets the first three found a VPN each, and
+ * waits (at most 30 s) until every node is in a VPN.
+ * @param o Settings.
+ */
+export async function startNodes(o: NodesOptions): Promise<LocalNodes> {
+  const dir = `${o.home}/nodes`;
+  await Deno.mkdir(`${dir}/trusted`, { recursive: true, mode: 0o700 });
+  // Pin the repository's first root, as an installer would ship it.
+  const pinned = `${dir}/trusted/root.json`;
+  try {
+    await Deno.stat(pinned);
+  } catch {
+    await Deno.copyFile(`${o.home}/repository/1.root.json`, pinned);
+  }
+  const tuf = new TufClient({
+    metadataUrl: `${o.gateway}/tuf`,
+    dir: `${dir}/trusted`,
+    fetch: o.fetch,
+  });
+  let catalog: ReleaseCatalog = catalogFromTargets((await tuf.update()).signed.targets);
+  const file = `${dir}/${o.release.split("/").pop()}`;
+  await tuf.download(o.release, file);
+  const claim = await measureRelease(file, o.release);
+  const refresh = setInterval(async () => {
+    try {
+      catalog = catalogFromTargets((await tuf.update()).signed.targets);
+    } catch (err) {
+      o.log.warn("Release catalogue refresh failed", { err: String(err) });
+    }
+  }, 10 * 60_000);
+
+  const places = await loadOrCreate(
+    `${dir}/places.json`,
+    () => Promise.resolve({ locations: Array.from({ length: 4 }, () => crypto.randomUUID()) }),
+  );
+  const nodes = new Map<string, Rms>();
+  const count = o.count ?? 12;
+  try {
+    for (let i = 1; i <= count; i++) {
+      const name = `node-${i}`;
+      await Deno.mkdir(`${dir}/${name}`, { recursive: true, mode: 0o700 });
+      const jwk = await loadOrCreate(
+        `${dir}/${name}/identity.json`,
+        async () => (await NodeIdentity.generate()).toJwk(),
+      );
+      const { network } = await loadOrCreate(
+        `${dir}/${name}/network.json`,
+        () => Promise.resolve({ network: crypto.randomUUID() }),
+      );
+      nodes.set(
+        name,
+        await Rms.start({
+          identity: await NodeIdentity.fromJwk(jwk),
+          location: places.locations[i % places.locations.length],
+          network,
+          // Every third node holds two VPNs, linking them.
+          maxVpns: i % 3 === 0 ? 2 : 1,
+          release: claim,
+          releases: () => catalog,
+          feedUrl: `${o.gateway}/discovery/feed.rss?count=100`,
+          endpoints: o.endpoints,
+          fetch: o.fetch,
+          allowPrivateAddresses: true,
+          // Every node here comes from 127.0.0.1, as homes behind one NAT share an address.
+          guestPerAddressPerSecond: 1000,
+          contribution: { diskBytes: 8 * 1024 ** 3, diskPath: o.home, cpuMillicores: 500 },
+          ledgerPath: `${dir}/${name}/ledger.kv`,
+          retryMs: 2000,
+          log: o.log.child(name),
+        }),
+      );
+    }
+    const all = [...nodes.values()];
+    const founded: string[] = [];
+    for (const rms of all.slice(0, Math.min(3, all.length))) {
+      founded.push(await rms.found({ maxMembers: 8, maxPerLocation: 3, maxPerNetwork: 2 }));
+    }
+    const deadline = Date.now() + 30_000;
+    while (Date.now() < deadline && all.some((n) => !n.memberships().length)) {
+      await Promise.all(all.map((n) => n.fill()));
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    return {
+      nodes,
+      founded,
+      async stop() {
+        clearInterval(refresh);
+        for (const n of nodes.values()) await n.stop();
+      },
+    };
+  } catch (err) {
+    clearInterval(refresh);
+    for (const n of nodes.values()) await n.stop().catch(() => {});
+    throw err;
+  }
+}

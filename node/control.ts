@@ -1,0 +1,93 @@
+/**
+ * The node agents' control API, for `deno task node`: loopback only, behind a bearer token kept in
+ * a file only the operator can read. It lists nodes with their VPNs and resources, and makes a node
+ * join (fill up to its VPNs) or leave a VPN.
+ *
+ * @module
+ */
+
+import { Hono } from "hono";
+import {
+  methodNotAllowed,
+  NotFoundError,
+  toHttpError,
+  TrueCloudError,
+  uuidSchema,
+} from "../protocol/mod.ts";
+import type { Rms } from "./rms/mod.ts";
+
+/** What the control API says of a node. */
+export interface NodeReport {
+  name: string;
+  id: string;
+  maxVpns: number;
+  vpns: ReturnType<Rms["status"]>;
+  entitlement: ReturnType<Rms["entitlement"]>;
+  broadcast: ReturnType<Rms["broadcaster"]["stats"]>;
+}
+
+function report(name: string, rms: Rms): NodeReport {
+  return {
+    name,
+    id: rms.nodeId,
+    maxVpns: rms.maxVpns,
+    vpns: rms.status(),
+    entitlement: rms.entitlement(),
+    broadcast: rms.broadcaster.stats(),
+  };
+}
+
+/**
+ * Builds the control API.
+ * @param nodes The node agents, by name.
+ * @param token The bearer token clients must present.
+ * @returns The app.
+ */
+export function createControlApp(nodes: ReadonlyMap<string, Rms>, token: string): Hono {
+  const app = new Hono();
+  const find = (key: string): [string, Rms] => {
+    for (const [name, rms] of nodes) if (name === key || rms.nodeId === key) return [name, rms];
+    throw new NotFoundError(`No node ${key} here`);
+  };
+  app.use(async (c, next) => {
+    const host = (c.req.header("host") ?? "").replace(/:\d+$/, "");
+    if (!["127.0.0.1", "localhost", "[::1]"].includes(host)) {
+      throw new TrueCloudError("The control API answers on loopback only", {
+        code: "forbidden",
+        status: 403,
+      });
+    }
+    if (c.req.header("authorization") !== `Bearer ${token}`) {
+      throw new TrueCloudError("A bearer token is needed (see control.json)", {
+        code: "unauthorized",
+        status: 401,
+      });
+    }
+    await next();
+  });
+  app.get("/nodes", (c) => c.json({ nodes: [...nodes].map(([n, r]) => report(n, r)) }));
+  app.get("/nodes/:node", (c) => c.json(report(...find(c.req.param("node")))));
+  app.post("/nodes/:node/join", async (c) => {
+    const [name, rms] = find(c.req.param("node"));
+    const joined = await rms.fill();
+    return c.json({ joined, node: report(name, rms) });
+  });
+  app.post("/nodes/:node/leave/:vpn", async (c) => {
+    const [name, rms] = find(c.req.param("node"));
+    const vpn = c.req.param("vpn");
+    if (!uuidSchema.safeParse(vpn).success) {
+      throw new TrueCloudError("Not a VPN UUID", { code: "invalid", status: 400 });
+    }
+    await rms.leave(vpn);
+    return c.json({ left: vpn, node: report(name, rms) });
+  });
+  app.all("/nodes", methodNotAllowed("GET, HEAD"));
+  app.notFound((c) =>
+    c.json({ error: { code: "not_found", message: `No route ${c.req.method} ${c.req.path}` } }, 404)
+  );
+  app.onError((err, c) => {
+    const { status, body } = toHttpError(err);
+    return c.json(body, status as 400);
+  });
+  return app;
+}

@@ -1,0 +1,200 @@
+/**
+ * `deno task node`: the node agents' own CLI, speaking to the running cloud's control API.
+ *
+ *   deno task node status|vpns|entitlement [--node NAME|ID] [--json] [--home DIR]
+ *   deno task node join --node NAME|ID
+ *   deno task node leave VPN --node NAME|ID
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { resolve } from "node:path";
+import type { NodeReport } from "./control.ts";
+
+const USAGE = `Usage: deno task node <command> [flags]
+
+Commands:
+  status                one line per node: VPNs, peers, storage entitlement used
+  vpns                  the management VPNs of each node
+  entitlement           contribution, entitlement, use and what each node gives
+  join                  make a node join VPNs until it holds as many as it may (needs --node)
+  leave VPN             make a node leave a VPN (needs --node)
+
+Flags:
+  --node NAME|ID        one node (node-3, or its 12D3KooW… id); default every node
+  --json                print JSON
+  --home DIR            the local cloud's state directory (TRUECLOUD_HOME, ./.truecloud)
+  --help                show this text`;
+
+function bytes(n: number): string {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) {
+    n /= 1024;
+    i++;
+  }
+  return `${i ? n.toFixed(1) : n} ${units[i]}`;
+}
+
+function short(id: string): string {
+  return `${id.slice(0, 12)}…${id.slice(-4)}`;
+}
+
+class CliError extends Error {}
+
+async function call(
+  home: string,
+  method: string,
+  path: string,
+): Promise<Record<string, unknown>> {
+  let control: { url: string; token: string };
+  try {
+    control = JSON.parse(await Deno.readTextFile(`${home}/control.json`));
+  } catch {
+    throw new CliError(
+      `no running cloud under ${home} (start one with deno task start, or give --home)`,
+    );
+  }
+  let res: Response;
+  try {
+    res = await fetch(`${control.url}${path}`, {
+      method,
+      headers: { authorization: `Bearer ${control.token}` },
+    });
+  } catch {
+    throw new CliError(`the cloud under ${home} does not answer at ${control.url}; is it running?`);
+  }
+  const body = await res.json().catch(() => ({}));
+  if (!res.ok) {
+    throw new CliError(body?.error?.message ?? `the control API answered ${res.status}`);
+  }
+  return body;
+}
+
+function printStatus(nodes: NodeReport[]): void {
+  for (const n of nodes) {
+    const e = n.entitlement;
+    const peers = n.vpns.reduce((s, v) => s + v.connected, 0);
+    console.log(
+      `${n.name.padEnd(8)} ${short(n.id)}  vpns ${n.vpns.length}/${n.maxVpns}  peers ${
+        String(peers).padStart(2)
+      }  storage ${bytes(e.use.storageBytes)} used of ${
+        bytes(e.entitlement.storageBytes)
+      } entitled, ${bytes(e.given.storageBytes)} given`,
+    );
+  }
+}
+
+function printVpns(nodes: NodeReport[]): void {
+  for (const n of nodes) {
+    console.log(`${n.name} ${n.id}`);
+    if (!n.vpns.length) console.log("  (in no VPN yet)");
+    for (const v of n.vpns) {
+      console.log(
+        `  ${v.vpn}  members ${v.members}/${v.maxMembers}  connected ${v.connected}  ${
+          v.guardian ? "guardian" : "member"
+        }${v.soliciting ? ", soliciting" : ""}  credential until ${v.credentialExpires}`,
+      );
+    }
+  }
+}
+
+function printEntitlement(nodes: NodeReport[]): void {
+  for (const n of nodes) {
+    const { contribution: c, entitlement: e, use, given } = n.entitlement;
+    console.log(`${n.name} ${n.id}`);
+    console.log(
+      `  lends     ${bytes(c.diskBytes)} disk, ${c.cpuMillicores} mCPU, ${
+        bytes(c.memoryBytes)
+      } memory (ratio ${c.ratio})`,
+    );
+    console.log(
+      `  entitled  ${bytes(e.storageBytes)} storage, ${e.cpuMillicores} mCPU, ${
+        bytes(e.memoryBytes)
+      } memory`,
+    );
+    console.log(
+      `  uses      ${bytes(use.storageBytes)} storage, ${use.cpuMillicores} mCPU, ${
+        bytes(use.memoryBytes)
+      } memory`,
+    );
+    console.log(
+      `  gives     ${bytes(given.storageBytes)} storage, ${given.cpuMillicores} mCPU, ${
+        bytes(given.memoryBytes)
+      } memory`,
+    );
+  }
+}
+
+async function main(args: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args,
+      allowPositionals: true,
+      options: {
+        node: { type: "string" },
+        json: { type: "boolean" },
+        home: { type: "string" },
+        help: { type: "boolean" },
+      },
+    });
+  } catch (err) {
+    console.error(`node: ${(err as Error).message}`);
+    return 2;
+  }
+  const { values, positionals } = parsed;
+  const [command, ...rest] = positionals;
+  if (values.help || !command) {
+    console.log(USAGE);
+    return values.help ? 0 : 2;
+  }
+  const base = Deno.env.get("INIT_CWD") ?? Deno.cwd();
+  const home = resolve(base, values.home ?? Deno.env.get("TRUECLOUD_HOME") ?? ".truecloud");
+  const node = values.node ? encodeURIComponent(values.node) : undefined;
+  try {
+    let result: Record<string, unknown>;
+    let nodes: NodeReport[];
+    switch (command) {
+      case "status":
+      case "vpns":
+      case "entitlement": {
+        if (rest.length) throw new CliError(`${command} takes no arguments`);
+        result = await call(home, "GET", node ? `/nodes/${node}` : "/nodes");
+        nodes = node ? [result as unknown as NodeReport] : result.nodes as NodeReport[];
+        break;
+      }
+      case "join": {
+        if (!node) throw new CliError("join needs --node NAME|ID");
+        result = await call(home, "POST", `/nodes/${node}/join`);
+        nodes = [result.node as NodeReport];
+        if (!values.json) console.log(`${nodes[0].name} joined ${result.joined} VPN(s)`);
+        break;
+      }
+      case "leave": {
+        if (!node) throw new CliError("leave needs --node NAME|ID");
+        if (rest.length !== 1) throw new CliError("leave needs the VPN's UUID");
+        result = await call(home, "POST", `/nodes/${node}/leave/${encodeURIComponent(rest[0])}`);
+        nodes = [result.node as NodeReport];
+        if (!values.json) console.log(`${nodes[0].name} left ${result.left}`);
+        break;
+      }
+      default:
+        throw new CliError(`unknown command ${command} (try --help)`);
+    }
+    if (values.json) console.log(JSON.stringify(result, null, 2));
+    else if (command === "vpns" || command === "join" || command === "leave") printVpns(nodes);
+    else if (command === "entitlement") printEntitlement(nodes);
+    else printStatus(nodes);
+    return 0;
+  } catch (err) {
+    if (err instanceof CliError) {
+      console.error(`node: ${err.message}`);
+      return 1;
+    }
+    throw err;
+  }
+}
+
+if (import.meta.main) Deno.exit(await main(Deno.args));

@@ -1,0 +1,10 @@
+/**
+ * The node agent: the overlay of management VPNs (`overlay/`), the Resource Management Service
+ * (`rms/`) and the control API that `deno task node` speaks to.
+ *
+ * @module
+ */
+
+export * from "./overlay/mod.ts";
+export * from "./rms/mod.ts";
+export * from "./control.ts";
