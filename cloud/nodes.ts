@@ -6,8 +6,7 @@
  * @module
  */
 
-import { TufClient } from "../library/mod.ts";
-import { catalogFromTargets, measureRelease, type ReleaseCatalog, Rms } from "../node/mod.ts";
+import { Rms, trustReleases } from "../node/mod.ts";
 import { type Logger, NodeIdentity } from "../protocol/mod.ts";
 
 /** Settings of {@linkcode startNodes}. */
@@ -57,30 +56,17 @@ async function loadOrCreate<T>(path: string, make: () => Promise<T>, mode = 0o60
  */
 export async function startNodes(o: NodesOptions): Promise<LocalNodes> {
   const dir = `${o.home}/nodes`;
-  await Deno.mkdir(`${dir}/trusted`, { recursive: true, mode: 0o700 });
+  await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
   // Pin the repository's first root, as an installer would ship it.
-  const pinned = `${dir}/trusted/root.json`;
-  try {
-    await Deno.stat(pinned);
-  } catch {
-    await Deno.copyFile(`${o.home}/repository/1.root.json`, pinned);
-  }
-  const tuf = new TufClient({
-    metadataUrl: `${o.gateway}/tuf`,
+  const releases = await trustReleases({
+    tufUrl: `${o.gateway}/tuf`,
     dir: `${dir}/trusted`,
+    root: `${o.home}/repository/1.root.json`,
+    release: o.release,
     fetch: o.fetch,
+    log: o.log,
   });
-  let catalog: ReleaseCatalog = catalogFromTargets((await tuf.update()).signed.targets);
-  const file = `${dir}/${o.release.split("/").pop()}`;
-  await tuf.download(o.release, file);
-  const claim = await measureRelease(file, o.release);
-  const refresh = setInterval(async () => {
-    try {
-      catalog = catalogFromTargets((await tuf.update()).signed.targets);
-    } catch (err) {
-      o.log.warn("Release catalogue refresh failed", { err: String(err) });
-    }
-  }, 10 * 60_000);
+  const claim = releases.claim;
 
   const places = await loadOrCreate(
     `${dir}/places.json`,
@@ -109,7 +95,7 @@ export async function startNodes(o: NodesOptions): Promise<LocalNodes> {
           // Every third node holds two VPNs, linking them.
           maxVpns: i % 3 === 0 ? 2 : 1,
           release: claim,
-          releases: () => catalog,
+          releases: releases.catalog,
           feedUrl: `${o.gateway}/discovery/feed.rss?count=100`,
           endpoints: o.endpoints,
           fetch: o.fetch,
@@ -137,12 +123,12 @@ export async function startNodes(o: NodesOptions): Promise<LocalNodes> {
       nodes,
       founded,
       async stop() {
-        clearInterval(refresh);
+        releases.stop();
         for (const n of nodes.values()) await n.stop();
       },
     };
   } catch (err) {
-    clearInterval(refresh);
+    releases.stop();
     for (const n of nodes.values()) await n.stop().catch(() => {});
     throw err;
   }

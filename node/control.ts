@@ -10,11 +10,24 @@ import { Hono } from "hono";
 import {
   methodNotAllowed,
   NotFoundError,
+  parseWith,
   toHttpError,
   TrueCloudError,
   uuidSchema,
+  z,
 } from "../protocol/mod.ts";
 import type { Rms } from "./rms/mod.ts";
+
+const askSchema = z.strictObject({
+  kind: z.enum(["storage", "compute"]),
+  bytes: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional(),
+  cpuMillicores: z.number().int().min(0).max(1_000_000).optional(),
+  memoryBytes: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional(),
+  leaseSeconds: z.number().int().min(1).max(90 * 24 * 3600),
+  count: z.number().int().min(1).max(32).optional(),
+  maxHops: z.number().int().min(0).max(3).optional(),
+  waitMs: z.number().int().min(0).max(60_000).optional(),
+});
 
 /** What the control API says of a node. */
 export interface NodeReport {
@@ -80,6 +93,20 @@ export function createControlApp(nodes: ReadonlyMap<string, Rms>, token: string)
     }
     await rms.leave(vpn);
     return c.json({ left: vpn, node: report(name, rms) });
+  });
+  app.post("/nodes/:node/request", async (c) => {
+    const [, rms] = find(c.req.param("node"));
+    const ask = parseWith(askSchema, await c.req.json().catch(() => undefined), "request");
+    const offers = await rms.broadcaster.request(ask);
+    return c.json({
+      offers: offers.map((o) => ({
+        provider: o.provider,
+        vpn: o.data.vpn,
+        via: o.via,
+        bytes: o.data.bytes,
+        location: o.data.location,
+      })),
+    });
   });
   app.all("/nodes", methodNotAllowed("GET, HEAD"));
   app.notFound((c) =>

@@ -20,9 +20,12 @@ Commands:
   entitlement           contribution, entitlement, use and what each node gives
   join                  make a node join VPNs until it holds as many as it may (needs --node)
   leave VPN             make a node leave a VPN (needs --node)
+  request               broadcast a storage request and list the offers (needs --node, --bytes)
 
 Flags:
   --node NAME|ID        one node (node-3, or its 12D3KooW… id); default every node
+  --bytes N             bytes per offer, for request
+  --count N             offers wanted, for request (8)
   --json                print JSON
   --home DIR            the local cloud's state directory (TRUECLOUD_HOME, ./.truecloud)
   --help                show this text`;
@@ -47,6 +50,7 @@ async function call(
   home: string,
   method: string,
   path: string,
+  body?: unknown,
 ): Promise<Record<string, unknown>> {
   let control: { url: string; token: string };
   try {
@@ -60,16 +64,22 @@ async function call(
   try {
     res = await fetch(`${control.url}${path}`, {
       method,
-      headers: { authorization: `Bearer ${control.token}` },
+      headers: {
+        authorization: `Bearer ${control.token}`,
+        ...(body ? { "content-type": "application/json" } : {}),
+      },
+      body: body ? JSON.stringify(body) : undefined,
     });
   } catch {
     throw new CliError(`the cloud under ${home} does not answer at ${control.url}; is it running?`);
   }
-  const body = await res.json().catch(() => ({}));
+  const answer = await res.json().catch(() => ({})) as Record<string, unknown> & {
+    error?: { message?: string };
+  };
   if (!res.ok) {
-    throw new CliError(body?.error?.message ?? `the control API answered ${res.status}`);
+    throw new CliError(answer.error?.message ?? `the control API answered ${res.status}`);
   }
-  return body;
+  return answer;
 }
 
 function printStatus(nodes: NodeReport[]): void {
@@ -135,6 +145,8 @@ async function main(args: string[]): Promise<number> {
       allowPositionals: true,
       options: {
         node: { type: "string" },
+        bytes: { type: "string" },
+        count: { type: "string" },
         json: { type: "boolean" },
         home: { type: "string" },
         help: { type: "boolean" },
@@ -178,6 +190,32 @@ async function main(args: string[]): Promise<number> {
         result = await call(home, "POST", `/nodes/${node}/leave/${encodeURIComponent(rest[0])}`);
         nodes = [result.node as NodeReport];
         if (!values.json) console.log(`${nodes[0].name} left ${result.left}`);
+        break;
+      }
+      case "request": {
+        if (!node) throw new CliError("request needs --node NAME|ID");
+        const bytes = Number(values.bytes);
+        const count = Number(values.count ?? 8);
+        if (!Number.isSafeInteger(bytes) || bytes < 1) {
+          throw new CliError("request needs --bytes, a whole number of bytes");
+        }
+        if (!Number.isInteger(count) || count < 1 || count > 32) {
+          throw new CliError("--count must be a whole number from 1 to 32");
+        }
+        result = await call(home, "POST", `/nodes/${node}/request`, {
+          kind: "storage",
+          bytes,
+          leaseSeconds: 3600,
+          count,
+          waitMs: 5000,
+        });
+        if (!values.json) {
+          const offers = result.offers as { provider: string; vpn: string }[];
+          console.log(`${offers.length} offer(s)`);
+          for (const o of offers) console.log(`  ${o.provider}  on VPN ${o.vpn}`);
+          return 0;
+        }
+        nodes = [];
         break;
       }
       default:

@@ -12,6 +12,8 @@ import { gossipsub, TopicValidatorResult } from "@libp2p/gossipsub";
 import { identify } from "@libp2p/identify";
 import type { Connection, Libp2p, PeerId, Stream } from "@libp2p/interface";
 import { ping } from "@libp2p/ping";
+import { circuitRelayServer, circuitRelayTransport } from "@libp2p/circuit-relay-v2";
+import { dcutr } from "@libp2p/dcutr";
 import { multiaddr } from "@multiformats/multiaddr";
 import { createLibp2p } from "libp2p";
 import {
@@ -31,6 +33,7 @@ import {
   type Credential,
   mintCredential,
   mintRevocation,
+  multiaddrTextSchema,
   type Revocation,
   verifyCredential,
   verifyRevocation,
@@ -106,6 +109,10 @@ export interface VpnNodeOptions {
   credential: string;
   /** Where to listen (default: a free port on 127.0.0.1). */
   listen?: string[];
+  /** Whether other members can dial this node's addresses (default true). A reachable member
+   * relays for members behind NAT; an unreachable one listens through such relays and upgrades
+   * relayed connections by hole punching where the NATs allow. */
+  reachable?: boolean;
   /** Time source for credentials (timers are real). */
   clock?: Clock;
   /** Logger. */
@@ -138,6 +145,8 @@ export class VpnNode {
   readonly #pending = new Map<Connection, number>();
   readonly #roster = new Map<string, Credential>();
   readonly #revoked = new Map<string, Revocation>();
+  // Where members say they can be reached now (relay addresses of members behind NAT, say).
+  readonly #addrs = new Map<string, string[]>();
   #sweep?: ReturnType<typeof setInterval>;
   #announce?: ReturnType<typeof setInterval>;
   readonly #sweepMs: number;
@@ -178,11 +187,33 @@ export class VpnNode {
     // The gater is built before the member it asks exists.
     const holder: { self?: VpnNode } = {};
     const denied = (peer: PeerId) => holder.self?.isDenied(peer.toString()) ?? false;
+    const member = (peer: PeerId) => holder.self?.isVerified(peer.toString()) ?? false;
+    const reachable = opts.reachable ?? true;
+    const listen = opts.listen ?? ["/ip4/127.0.0.1/tcp/0"];
+    const base = baseConfig(opts.secret.networkKey);
+    const services = {
+      identify: identify(),
+      ping: ping(),
+      pubsub: gossipsub({ allowPublishToZeroTopicPeers: true, emitSelf: false }),
+      dcutr: dcutr(),
+      // Only members may reserve and only between members; reservations of members are not
+      // limited in time or bytes: relayed members must stay full members when hole punching fails.
+      ...(reachable
+        ? {
+          relay: circuitRelayServer({
+            reservations: { applyDefaultLimit: false, maxReservations: 128 },
+          }),
+        }
+        : {}),
+    };
     const libp2p = await createLibp2p({
       privateKey: await libp2pKey(opts.identity),
-      addresses: { listen: opts.listen ?? ["/ip4/127.0.0.1/tcp/0"] },
-      ...baseConfig(opts.secret.networkKey),
+      addresses: { listen: reachable ? listen : [...listen, "/p2p-circuit"] },
+      ...base,
+      transports: [...base.transports, circuitRelayTransport()],
       connectionGater: {
+        denyInboundRelayReservation: (source: PeerId) => !member(source),
+        denyOutboundRelayedConnection: (src: PeerId, dst: PeerId) => !member(src) || !member(dst),
         denyDialPeer: denied,
         denyInboundEncryptedConnection: denied,
         denyOutboundEncryptedConnection: denied,
@@ -192,12 +223,8 @@ export class VpnNode {
       },
       // Members are few and known; many may come from one address (a NAT, or loopback here).
       connectionManager: { inboundConnectionThreshold: 100 },
-      services: {
-        identify: identify(),
-        ping: ping(),
-        pubsub: gossipsub({ allowPublishToZeroTopicPeers: true, emitSelf: false }),
-      },
-    });
+      services: services as typeof services & { relay?: unknown },
+    }) as unknown as VpnNode["libp2p"];
     const self = new VpnNode(opts, vpnKey, own, libp2p);
     holder.self = self;
     await self.#wire();
@@ -261,13 +288,13 @@ export class VpnNode {
     const open = this.libp2p.getConnections().find((c) =>
       c.remotePeer.toString() === peer && c.status === "open"
     );
-    if (open) return await open.newStream(protocol);
+    if (open) return await open.newStream(protocol, { runOnLimitedConnection: true });
     const c = this.#roster.get(peer);
-    for (const addr of c?.data.addrs ?? []) {
+    for (const addr of [...(this.#addrs.get(peer) ?? []), ...(c?.data.addrs ?? [])]) {
       try {
         const full = addr.includes("/p2p/") ? addr : `${addr}/p2p/${peer}`;
         const conn = await this.connect(full);
-        return await conn.newStream(protocol);
+        return await conn.newStream(protocol, { runOnLimitedConnection: true });
       } catch {
         // try the next address
       }
@@ -375,6 +402,13 @@ export class VpnNode {
     this.#roster.set(this.nodeId, this.#credential);
     await node.handle(CREDENTIAL_PROTOCOL, (stream, conn) => this.#receive(stream, conn), {
       maxInboundStreams: 4,
+      runOnLimitedConnection: true,
+    });
+    // Where this member can be reached changes (a relay reservation, a new address): tell the VPN.
+    let debounce: ReturnType<typeof setTimeout> | undefined;
+    node.addEventListener("self:peer:update", () => {
+      clearTimeout(debounce);
+      debounce = setTimeout(() => void this.#announceAddrs(), 200);
     });
     node.addEventListener("connection:open", (e) => {
       const conn = e.detail;
@@ -397,7 +431,10 @@ export class VpnNode {
     pubsub.topicValidators.set(topic, async (from, msg) => {
       if (!this.#verified.has(from.toString())) return TopicValidatorResult.Reject;
       try {
-        await this.#onMembersMessage(msg.data);
+        await this.#onMembersMessage(
+          msg.data,
+          msg.type === "signed" ? msg.from.toString() : undefined,
+        );
         return TopicValidatorResult.Accept;
       } catch {
         return TopicValidatorResult.Reject;
@@ -407,6 +444,7 @@ export class VpnNode {
     this.#sweep = setInterval(() => this.#sweepNow(), this.#sweepMs);
     this.#announce = setInterval(() => {
       this.#publish({ t: "member", credential: this.#credential.jws }).catch(() => {});
+      void this.#announceAddrs();
     }, 10 * 60_000);
   }
 
@@ -417,9 +455,23 @@ export class VpnNode {
     );
   }
 
-  async #onMembersMessage(data: Uint8Array): Promise<void> {
+  async #announceAddrs(): Promise<void> {
+    await this.#publish({ t: "addrs", member: this.nodeId, addrs: this.addrs.slice(0, 16) })
+      .catch(() => {});
+  }
+
+  async #onMembersMessage(data: Uint8Array, author?: string): Promise<void> {
     if (data.length > 16 * 1024) throw new Error("too large");
     const msg = JSON.parse(new TextDecoder().decode(data)) as Record<string, unknown>;
+    if (msg.t === "addrs") {
+      // Only its author speaks for where a member is (gossipsub signs every message).
+      const addrs = z.array(multiaddrTextSchema).max(16).parse(msg.addrs);
+      if (!author || msg.member !== author || !this.#roster.has(author)) {
+        throw new Error("not its own");
+      }
+      this.#addrs.set(author, addrs);
+      return;
+    }
     if (msg.t === "member" && typeof msg.credential === "string") {
       const c = await verifyCredential(msg.credential, this.ref, { clock: this.#clock });
       if (this.#isRevoked(c)) throw new Error("revoked");
@@ -456,7 +508,7 @@ export class VpnNode {
   }
 
   async #show(conn: Connection): Promise<void> {
-    const stream = await conn.newStream(CREDENTIAL_PROTOCOL);
+    const stream = await conn.newStream(CREDENTIAL_PROTOCOL, { runOnLimitedConnection: true });
     const s = jsonStream(stream);
     await s.write({ t: "credential", credential: this.#credential.jws });
     const answer = await s.read();

@@ -12,3 +12,4 @@ export * from "./rms.ts";
 export * from "./broadcast.ts";
 export * from "./contribution.ts";
 export * from "./ledger.ts";
+export * from "./releases.ts";

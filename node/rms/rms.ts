@@ -397,6 +397,7 @@ export class Rms {
       secret,
       credential,
       listen: [`/ip4/${this.#host}/tcp/${port}`],
+      reachable: this.#o.reachable,
       clock: this.#o.clock,
       log: this.#log.child(`vpn ${vpn.slice(0, 8)}`),
     });
