@@ -108,6 +108,15 @@ export function createControlApp(nodes: ReadonlyMap<string, Rms>, token: string)
       })),
     });
   });
+  app.post("/nodes/:node/ping/:peer", async (c) => {
+    const [, rms] = find(c.req.param("node"));
+    const peer = c.req.param("peer");
+    for (const m of rms.memberships()) {
+      if (!m.node.roster().some((r) => r.data.member === peer)) continue;
+      return c.json({ peer, vpn: m.vpn, ...(await m.node.ping(peer)) });
+    }
+    throw new NotFoundError(`${peer} is not a member of this node's VPNs`);
+  });
   app.all("/nodes", methodNotAllowed("GET, HEAD"));
   app.notFound((c) =>
     c.json({ error: { code: "not_found", message: `No route ${c.req.method} ${c.req.path}` } }, 404)

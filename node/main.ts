@@ -21,6 +21,7 @@ Commands:
   join                  make a node join VPNs until it holds as many as it may (needs --node)
   leave VPN             make a node leave a VPN (needs --node)
   request               broadcast a storage request and list the offers (needs --node, --bytes)
+  ping MEMBER           reach a member over the VPN (needs --node): round trip, direct or relayed
 
 Flags:
   --node NAME|ID        one node (node-3, or its 12D3KooW… id); default every node
@@ -190,6 +191,21 @@ async function main(args: string[]): Promise<number> {
         result = await call(home, "POST", `/nodes/${node}/leave/${encodeURIComponent(rest[0])}`);
         nodes = [result.node as NodeReport];
         if (!values.json) console.log(`${nodes[0].name} left ${result.left}`);
+        break;
+      }
+      case "ping": {
+        if (!node) throw new CliError("ping needs --node NAME|ID");
+        if (rest.length !== 1) throw new CliError("ping needs the member's node id");
+        result = await call(home, "POST", `/nodes/${node}/ping/${encodeURIComponent(rest[0])}`);
+        if (!values.json) {
+          console.log(
+            `${rest[0]}: ${Number(result.rttMs).toFixed(1)} ms, ${
+              result.relayed ? "through a relay" : "direct"
+            }`,
+          );
+          return 0;
+        }
+        nodes = [];
         break;
       }
       case "request": {

@@ -59,6 +59,11 @@ export const charterSchema = z.strictObject({
 /** A VPN's size and diversity rules. */
 export type Charter = z.infer<typeof charterSchema>;
 
+/** Whether a connection goes through a circuit relay. */
+function isRelayed(c: Connection): boolean {
+  return c.remoteAddr.toString().includes("/p2p-circuit");
+}
+
 /** The default charter of a VPN of `maxMembers` members. */
 export function defaultCharter(maxMembers = 16): Charter {
   const per = Math.ceil(maxMembers / 4);
@@ -285,16 +290,26 @@ export class VpnNode {
    * @throws {TrueCloudError} `unreachable` when it is not a member or cannot be reached.
    */
   async openStream(peer: string, protocol: string): Promise<Stream> {
-    const open = this.libp2p.getConnections().find((c) =>
+    const conn = await this.reach(peer);
+    return await conn.newStream(protocol, { runOnLimitedConnection: true });
+  }
+
+  /**
+   * A connection to a member on which it has shown its credential: one already open (direct ones
+   * first), else one dialled to where it says it is — directly, or through a relay for a member
+   * behind NAT.
+   * @param peer The member's node id.
+   * @throws {TrueCloudError} `unreachable` when it is not a member or cannot be reached.
+   */
+  async reach(peer: string): Promise<Connection> {
+    const open = this.libp2p.getConnections().filter((c) =>
       c.remotePeer.toString() === peer && c.status === "open"
-    );
-    if (open) return await open.newStream(protocol, { runOnLimitedConnection: true });
+    ).sort((a, b) => Number(isRelayed(a)) - Number(isRelayed(b)));
+    if (open.length && this.#verified.has(peer)) return open[0];
     const c = this.#roster.get(peer);
     for (const addr of [...(this.#addrs.get(peer) ?? []), ...(c?.data.addrs ?? [])]) {
       try {
-        const full = addr.includes("/p2p/") ? addr : `${addr}/p2p/${peer}`;
-        const conn = await this.connect(full);
-        return await conn.newStream(protocol, { runOnLimitedConnection: true });
+        return await this.connect(addr.includes("/p2p/") ? addr : `${addr}/p2p/${peer}`);
       } catch {
         // try the next address
       }
@@ -302,6 +317,21 @@ export class VpnNode {
     throw new TrueCloudError(`Member ${peer} cannot be reached on VPN ${this.vpn}`, {
       code: "unreachable",
     });
+  }
+
+  /**
+   * Pings a member over the VPN.
+   * @param peer The member's node id.
+   * @returns The round-trip time and whether the connection goes through a relay.
+   */
+  async ping(peer: string): Promise<{ rttMs: number; relayed: boolean }> {
+    const conn = await this.reach(peer);
+    const svc = (this.libp2p.services as unknown as {
+      ping: { ping(p: PeerId, o?: { runOnLimitedConnection?: boolean }): Promise<number> };
+    }).ping;
+    const rttMs = await svc.ping(conn.remotePeer, { runOnLimitedConnection: true });
+    const best = this.libp2p.getConnections(conn.remotePeer).some((c) => !isRelayed(c));
+    return { rttMs, relayed: !best };
   }
 
   /** Peers connected now that showed a valid credential. */

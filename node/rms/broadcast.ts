@@ -463,7 +463,7 @@ export class Broadcaster {
     return undefined;
   }
 
-  async #answer(node: VpnNode, publisher: string, r: VerifiedRequest): Promise<void> {
+  async #answer(node: VpnNode, upstream: string, r: VerifiedRequest): Promise<void> {
     if (this.#o.willServe && !this.#o.willServe(r)) return;
     const refusal = this.#refusal(r, r.data);
     if (refusal) {
@@ -496,7 +496,7 @@ export class Broadcaster {
     );
     this.#offered.set(id, { request: r, until: this.#now + 600 });
     this.#stats.offers++;
-    await this.#send(node.vpn, publisher, { t: "offer", offer });
+    await this.#send(node.vpn, upstream, { t: "offer", offer });
   }
 
   async #onMessage(node: VpnNode, from: string, m: Record<string, unknown>) {
