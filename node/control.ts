@@ -37,6 +37,8 @@ export interface NodeReport {
   vpns: ReturnType<Rms["status"]>;
   entitlement: ReturnType<Rms["entitlement"]>;
   broadcast: ReturnType<Rms["broadcaster"]["stats"]>;
+  /** The agent process's memory (every node of a local cloud shares one process). */
+  memory: Deno.MemoryUsage;
 }
 
 function report(name: string, rms: Rms): NodeReport {
@@ -47,6 +49,7 @@ function report(name: string, rms: Rms): NodeReport {
     vpns: rms.status(),
     entitlement: rms.entitlement(),
     broadcast: rms.broadcaster.stats(),
+    memory: Deno.memoryUsage(),
   };
 }
 
