@@ -24,14 +24,14 @@ import {
   GuestServer,
   Ledger,
   mintAttestation,
-  mintCredential,
   requestJoin,
   signContribution,
+  vpnCredential,
   VpnNode,
   type VpnSecret,
 } from "../node/mod.ts";
 import { NodeIdentity } from "../protocol/mod.ts";
-import { freePort, median, stopAll, waitFor } from "./_lib.ts";
+import { median, startGateway, stopAll } from "./_lib.ts";
 
 const { values: flags } = parseArgs({
   args: Deno.args,
@@ -70,15 +70,7 @@ const contribution = {
 
 async function member(vpn: string, secret: VpnSecret) {
   const id = await NodeIdentity.generate();
-  const credential = await mintCredential(await NodeIdentity.fromJwk(secret.vpnKey), {
-    v: 1,
-    vpn,
-    member: id.nodeId,
-    location: crypto.randomUUID(),
-    network: crypto.randomUUID(),
-    guardian: id.nodeId,
-    addrs: [],
-  });
+  const credential = await vpnCredential(secret, vpn, id.nodeId);
   return { id, node: await VpnNode.start({ identity: id, vpn, secret, credential }) };
 }
 
@@ -150,15 +142,7 @@ async function broadcast(): Promise<{ one: number[]; three: number[] }> {
     const nodes: VpnNode[] = [];
     for (const i of which) {
       const { vpn, secret } = vpns[i];
-      const credential = await mintCredential(await NodeIdentity.fromJwk(secret.vpnKey), {
-        v: 1,
-        vpn,
-        member: id.nodeId,
-        location: crypto.randomUUID(),
-        network: crypto.randomUUID(),
-        guardian: id.nodeId,
-        addrs: [],
-      });
+      const credential = await vpnCredential(secret, vpn, id.nodeId);
       const node = await VpnNode.start({ identity: id, vpn, secret, credential });
       await b.attach(node);
       nodes.push(node);
@@ -230,7 +214,6 @@ async function memory(): Promise<{ agents: Rss[]; source: Rss; bare: Rss }> {
     const tls = await makeSelfSigned();
     await Deno.writeTextFile(`${dir}/cert.pem`, tls.cert);
     await Deno.writeTextFile(`${dir}/key.pem`, tls.key, { mode: 0o600 });
-    const port = freePort();
     const spawn = (args: string[]) => {
       const c = new Deno.Command(Deno.execPath(), {
         args,
@@ -250,30 +233,15 @@ async function memory(): Promise<{ agents: Rss[]; source: Rss; bare: Rss }> {
       })();
       return { c, lines };
     };
-    spawn([
-      "run",
-      "-A",
-      "gateway/main.ts",
-      "--home",
-      `${dir}/gw`,
-      "--port",
-      String(port),
-      "--cert",
-      `${dir}/cert.pem`,
-      "--key",
-      `${dir}/key.pem`,
+    const client = Deno.createHttpClient({ caCerts: [tls.cert] });
+    const gw = await startGateway(root, dir, client, [
       "--allow-private-addresses",
       "--repository",
       `${dir}/repository`,
-      "--rate-limit",
-      "off",
       "--workers",
       "1",
-      "--log-level",
-      "warn",
     ]);
-    const client = Deno.createHttpClient({ caCerts: [tls.cert] });
-    await waitFor(`https://127.0.0.1:${port}/healthz`, client);
+    children.push(gw.child);
     client.close();
     // The agent as shipped: one bundle, a small young generation (see the README).
     const bundle = await new Deno.Command(Deno.execPath(), {
@@ -295,7 +263,7 @@ async function memory(): Promise<{ agents: Rss[]; source: Rss; bare: Rss }> {
         "--home",
         `${dir}/${name}`,
         "--gateway",
-        `https://127.0.0.1:${port}`,
+        gw.base,
         "--ca",
         `${dir}/cert.pem`,
         "--root",

@@ -97,6 +97,33 @@ export async function foundVpn(charter: Charter = defaultCharter()): Promise<Vpn
   return { networkKey, vpnKey: { kty, crv, x, d }, charter };
 }
 
+/**
+ * Mints a member credential with a VPN's key (held in its secret): what a founder gives itself, and
+ * any member acting as guardian gives a newcomer.
+ * @param secret The VPN's secret.
+ * @param vpn The VPN's UUID.
+ * @param member The member's node id.
+ * @param place Location and network UUIDs (random if not given), where it listens, who admitted it.
+ * @param ttlSeconds Lifetime (default 7 days).
+ */
+export async function vpnCredential(
+  secret: VpnSecret,
+  vpn: string,
+  member: string,
+  place: { location?: string; network?: string; addrs?: string[]; guardian?: string } = {},
+  ttlSeconds?: number,
+): Promise<string> {
+  return await mintCredential(await NodeIdentity.fromJwk(secret.vpnKey as IdentityJwk), {
+    v: 1,
+    vpn,
+    member,
+    location: place.location ?? crypto.randomUUID(),
+    network: place.network ?? crypto.randomUUID(),
+    guardian: place.guardian ?? member,
+    addrs: place.addrs ?? [],
+  }, { ttlSeconds });
+}
+
 /** The topic of a VPN's roster and revocations. */
 export function membersTopic(vpn: string): string {
   return `truecloud/vpn/${vpn}/members`;

@@ -11,7 +11,7 @@ import {
   CREDENTIAL_PROTOCOL,
   foundVpn,
   jsonStream,
-  mintCredential,
+  vpnCredential,
   VpnNode,
 } from "../overlay/mod.ts";
 import { Broadcaster, OFFER_TYPE, REQUEST_TYPE, requestsTopic, RMS_PROTOCOL } from "./broadcast.ts";
@@ -31,19 +31,10 @@ const contribution = {
 async function cluster(n = 3) {
   const vpn = newUuid();
   const secret = await foundVpn();
-  const key = await NodeIdentity.fromJwk(secret.vpnKey);
   const members: { id: NodeIdentity; node: VpnNode; b: Broadcaster; ledger: Ledger }[] = [];
   for (let i = 0; i < n; i++) {
     const id = await NodeIdentity.generate();
-    const credential = await mintCredential(key, {
-      v: 1,
-      vpn,
-      member: id.nodeId,
-      location: newUuid(),
-      network: newUuid(),
-      guardian: id.nodeId,
-      addrs: [],
-    });
+    const credential = await vpnCredential(secret, vpn, id.nodeId);
     const node = await VpnNode.start({ identity: id, vpn, secret, credential });
     const ledger = await Ledger.open(":memory:");
     const statement = { jws: await signContribution(id, contribution), data: contribution };

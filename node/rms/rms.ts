@@ -23,8 +23,8 @@ import {
   defaultCharter,
   foundVpn,
   GuestServer,
-  mintCredential,
   requestJoin,
+  vpnCredential,
   VpnNode,
   type VpnSecret,
 } from "../overlay/mod.ts";
@@ -249,17 +249,12 @@ export class Rms {
     }
     const vpn = crypto.randomUUID();
     const secret = await foundVpn(charter);
-    const key = await NodeIdentity.fromJwk(secret.vpnKey);
     const port = freePort(this.#host);
-    const credential = await mintCredential(key, {
-      v: 1,
-      vpn,
-      member: this.nodeId,
+    const credential = await vpnCredential(secret, vpn, this.nodeId, {
       location: this.#o.location,
       network: this.#o.network,
-      guardian: this.nodeId,
       addrs: [`/ip4/${this.#host}/tcp/${port}`],
-    }, { clock: this.#clock });
+    });
     await this.#enter(vpn, secret, credential, [], port);
     this.#log.info("VPN founded", { vpn });
     return vpn;
