@@ -153,6 +153,12 @@ export interface VpnNodeOptions {
   sweepMs?: number;
   /** How long a peer has to show its credential, in milliseconds (default 10 s). */
   showCredentialMs?: number;
+  /** Release attestations on member connections: this node's own (made fresh on demand), and the
+   * check of a peer's (throws when it does not hold). Without it, none are shown or asked for. */
+  attest?: {
+    own: () => Promise<string>;
+    check: (jws: string, peer: string) => Promise<void>;
+  };
 }
 
 /** A member of one management VPN. */
@@ -183,6 +189,8 @@ export class VpnNode {
   #announce?: ReturnType<typeof setInterval>;
   readonly #sweepMs: number;
   readonly #showMs: number;
+  readonly #attest?: VpnNodeOptions["attest"];
+  #renewing = false;
 
   private constructor(
     opts: VpnNodeOptions,
@@ -200,6 +208,7 @@ export class VpnNode {
     this.#credential = credential;
     this.libp2p = libp2p;
     this.#sweepMs = opts.sweepMs ?? 1000;
+    this.#attest = opts.attest;
     this.#showMs = opts.showCredentialMs ?? SHOW_CREDENTIAL_MS;
   }
 
@@ -567,7 +576,11 @@ export class VpnNode {
   async #show(conn: Connection): Promise<void> {
     const stream = await conn.newStream(CREDENTIAL_PROTOCOL, { runOnLimitedConnection: true });
     const s = jsonStream(stream);
-    await s.write({ t: "credential", credential: this.#credential.jws });
+    await s.write({
+      t: "credential",
+      credential: this.#credential.jws,
+      ...(this.#attest ? { attestation: await this.#attest.own() } : {}),
+    });
     const answer = await s.read();
     if (answer.ok !== true) {
       await stream.close().catch(() => {});
@@ -633,6 +646,16 @@ export class VpnNode {
         clock: this.#clock,
       });
       if (this.#isRevoked(c)) throw new TrueCloudError("Credential revoked", { code: "revoked" });
+      if (this.#attest) {
+        if (typeof msg.attestation !== "string") {
+          throw new TrueCloudError("A release attestation is needed", { code: "attestation" });
+        }
+        try {
+          await this.#attest.check(msg.attestation, peer);
+        } catch (err) {
+          throw new TrueCloudError((err as Error).message, { code: "attestation" });
+        }
+      }
       this.#verified.set(peer, c);
       this.#remember(c);
       for (const [pc] of this.#pending) {
@@ -670,7 +693,27 @@ export class VpnNode {
     for (const [id, r] of this.#revoked) if (r.expiresAt <= now) this.#revoked.delete(id);
   }
 
+  // Past half its life, a member's credential is renewed: every member holds the VPN key, so it
+  // mints its own (asking another member would add nothing) and announces it.
+  async #renewIfDue(): Promise<void> {
+    const c = this.#credential;
+    const now = this.#clock.now() / 1000;
+    if (this.#renewing || now < c.issuedAt + (c.expiresAt - c.issuedAt) / 2) return;
+    this.#renewing = true;
+    try {
+      const { member, location, network, addrs } = c.data;
+      const jws = await this.mint({ member, location, network, addrs });
+      await this.setCredential(jws);
+      this.#log.info("Credential renewed", { until: new Date(this.#credential.expiresAt * 1000) });
+    } catch (err) {
+      this.#log.warn("Credential renewal failed", { err: String(err) });
+    } finally {
+      this.#renewing = false;
+    }
+  }
+
   #sweepNow(): void {
+    void this.#renewIfDue();
     this.#expire();
     const now = this.#now();
     for (const [peer, c] of this.#verified) {

@@ -3,7 +3,8 @@ import fc from "fast-check";
 import { createLibp2p } from "libp2p";
 import { identify } from "@libp2p/identify";
 import { multiaddr } from "@multiformats/multiaddr";
-import { newUuid, NodeIdentity, signEnvelope } from "../../protocol/mod.ts";
+import { ManualClock, newUuid, NodeIdentity, signEnvelope } from "../../protocol/mod.ts";
+import { until } from "../../protocol/_test_tools.ts";
 import { baseConfig, libp2pKey } from "../overlay/_libp2p.ts";
 import {
   foundVpn,
@@ -14,9 +15,10 @@ import {
   mintCredential,
   requestJoin,
   vpnAudience,
+  vpnCredential,
   VpnNode,
 } from "../overlay/mod.ts";
-import { catalogFromTargets, mintAttestation } from "./attestation.ts";
+import { catalogFromTargets, mintAttestation, verifyAttestation } from "./attestation.ts";
 import { guardianDecider } from "./guardian.ts";
 
 const RELEASE = "truecloud-0.1.0.tar.gz";
@@ -259,4 +261,44 @@ Deno.test("joining: hostile join messages are refused with a code and admit nobo
   assert.equal(f.member.roster().length, 1, "nobody was admitted");
   // And it still admits an honest newcomer.
   assert.ok((await f.newcomer()).outcome.admitted);
+});
+
+Deno.test("members check each other's release attestation on every connection, and renew their credentials past half-life", async () => {
+  const vpn = newUuid();
+  const secret = await foundVpn();
+  const clock = new ManualClock(Date.now());
+  const start = async (sha256: string) => {
+    const identity = await NodeIdentity.generate();
+    return await VpnNode.start({
+      identity,
+      vpn,
+      secret,
+      credential: await vpnCredential(secret, vpn, identity.nodeId),
+      attest: {
+        own: () => mintAttestation(identity, { v: 1, release: RELEASE, sha256, length: 1234 }),
+        check: async (jws, peer) => void await verifyAttestation(jws, peer, releases),
+      },
+      clock,
+      sweepMs: 50,
+    });
+  };
+  const honest = await start(SHA);
+  const other = await start(SHA);
+  const modified = await start("00".repeat(32)); // a valid credential, but not a released build
+  try {
+    await other.connect(honest.addrs[0]);
+    await assert.rejects(modified.connect(honest.addrs[0]));
+    assert.ok(honest.isDenied(modified.nodeId));
+    // Past half of its seven days, each member renews its own credential; peers take the new one.
+    const before = other.credential.expiresAt;
+    clock.advance(4 * 24 * 3600_000);
+    await until("a renewed credential", () => other.credential.expiresAt > before);
+    await until(
+      "the peer to hold it",
+      () => honest.roster().find((c) => c.data.member === other.nodeId)!.expiresAt > before,
+    );
+    assert.ok(honest.isVerified(other.nodeId));
+  } finally {
+    for (const n of [honest, other, modified]) await n.stop();
+  }
 });

@@ -28,7 +28,12 @@ import {
   VpnNode,
   type VpnSecret,
 } from "../overlay/mod.ts";
-import { mintAttestation, type ReleaseCatalog, type ReleaseClaim } from "./attestation.ts";
+import {
+  mintAttestation,
+  type ReleaseCatalog,
+  type ReleaseClaim,
+  verifyAttestation,
+} from "./attestation.ts";
 import { Broadcaster } from "./broadcast.ts";
 import {
   type Contribution,
@@ -138,6 +143,7 @@ export class Rms {
   #filling?: Promise<void>;
   #stopped = false;
   #statement: { jws: string; data: Contribution; at: number };
+  #attested?: { jws: string; at: number };
 
   private constructor(
     o: RmsOptions,
@@ -200,6 +206,15 @@ export class Rms {
       use: this.ledger.use(this.nodeId, now),
       given: this.ledger.given(this.nodeId, now),
     };
+  }
+
+  // An attestation lives a day: a fresh one is signed every twelve hours.
+  async #attestation(): Promise<string> {
+    if (!this.#attested || Date.now() - this.#attested.at > 12 * 3600_000) {
+      const jws = await mintAttestation(this.#o.identity, this.#o.release, this.#clock);
+      this.#attested = { jws, at: Date.now() };
+    }
+    return this.#attested.jws;
   }
 
   // The statement lives a day: it is measured and signed again every twelve hours.
@@ -362,7 +377,7 @@ export class Rms {
       location: this.#o.location,
       network: this.#o.network,
       addrs: this.#o.reachable === false ? [] : [`/ip4/${this.#host}/tcp/${port}`],
-      attestation: await mintAttestation(this.#o.identity, this.#o.release, this.#clock),
+      attestation: await this.#attestation(),
     }, { clock: this.#clock });
     if (!outcome.admitted) {
       this.#log.info("Refused by a guardian", {
@@ -393,6 +408,13 @@ export class Rms {
       credential,
       listen: [`/ip4/${this.#host}/tcp/${port}`],
       reachable: this.#o.reachable,
+      // Members check each other's release on every connection, as guardians do at the door.
+      attest: {
+        own: () => this.#attestation(),
+        check: async (jws, peer) => {
+          await verifyAttestation(jws, peer, this.#o.releases(), this.#clock);
+        },
+      },
       clock: this.#o.clock,
       log: this.#log.child(`vpn ${vpn.slice(0, 8)}`),
     });
