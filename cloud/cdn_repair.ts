@@ -20,6 +20,7 @@ export class CdnRepairLoop {
   #running?: Promise<void>;
   #lastScrub = Date.now();
   readonly #scrubEveryMs: number;
+  readonly #isLive: (id: string) => boolean;
 
   /**
    * @param home The state directory.
@@ -27,6 +28,7 @@ export class CdnRepairLoop {
    * @param catalogue What is published.
    * @param log Logger.
    * @param scrubEveryMs How often the stores are scrubbed (default 10 minutes).
+   * @param isLive Whether a node is running and a member (default: every node is).
    */
   constructor(
     home: string,
@@ -34,8 +36,10 @@ export class CdnRepairLoop {
     catalogue: Catalogue,
     log: Logger,
     scrubEveryMs = 10 * 60_000,
+    isLive: (id: string) => boolean = () => true,
   ) {
     this.#scrubEveryMs = scrubEveryMs;
+    this.#isLive = isLive;
     this.#home = home;
     this.#nodes = nodes;
     this.#catalogue = catalogue;
@@ -46,6 +50,7 @@ export class CdnRepairLoop {
   async run(): Promise<void> {
     const live = new Map<string, BlockStore>();
     for (const [id, store] of this.#nodes) {
+      if (!this.#isLive(id)) continue;
       try {
         await Deno.stat(`${this.#home}/cdn/nodes/${id}`);
         live.set(id, store);

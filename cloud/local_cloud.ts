@@ -11,12 +11,15 @@
 import { buildDevelopmentRelease, TimestampRefresher } from "../library/mod.ts";
 import { BlockStore, Catalogue, StoreSet } from "../cdn/mod.ts";
 import { CdnRepairLoop } from "./cdn_repair.ts";
-import { type LocalNodes, startNodes } from "./nodes.ts";
+import { type LocalNodes, nodeIdentity, startNodes } from "./nodes.ts";
 import { type PublishedSample, publishSamples } from "./samples.ts";
 import { Gateway, type GatewayConfig } from "../gateway/mod.ts";
 import { ensureSelfSigned } from "../gateway/mod.ts";
-import { discardLogger, type Logger, type LogLevel, NodeIdentity, toHex } from "../protocol/mod.ts";
+import { discardLogger, type Logger, type LogLevel, toHex } from "../protocol/mod.ts";
 import { createControlApp } from "../node/mod.ts";
+
+/** The CDN share of each CDN holder's lent disk: the most its block store holds. */
+const CDN_QUOTA = 256 * 1024 * 1024;
 
 /** Settings of a {@linkcode LocalCloud}. */
 export interface LocalCloudOptions {
@@ -120,20 +123,24 @@ export class LocalCloud {
       snapshotSigner: release.snapshotSigner,
       log: log.child("timestamp"),
     });
-    // The CDN of the local cloud: five nodes' block stores and the catalogue, which the gateway
-    // serves at /cdn. Objects are placed on three of them; a node whose store vanishes is gone, and
-    // its objects are copied to the next holders.
-    const members = new Set<string>();
+    // The CDN of the local cloud: the block stores of the first five node agents (each bounded by
+    // the CDN share of what its node lends, and counted against it), and the catalogue, which the
+    // gateway serves at /cdn. Objects are placed on three of the live holders by their node ids; a
+    // node that has stopped, or whose store vanishes, is gone, and its objects are copied on.
+    // Publishers must be members: on the roster of a management VPN the nodes are in.
     const cdnNodes = new Map<string, BlockStore>();
-    for (let i = 1; i <= 5; i++) {
-      cdnNodes.set(
-        `cdn-node-${i}`,
-        await BlockStore.open(`${home}/cdn/nodes/cdn-node-${i}`, 256 * 1024 * 1024),
-      );
+    for (let i = 1; i <= Math.min(5, options.nodes ?? 12); i++) {
+      const id = (await nodeIdentity(home, i)).nodeId;
+      cdnNodes.set(id, await BlockStore.open(`${home}/cdn/nodes/${id}`, CDN_QUOTA));
     }
     const cdnBlocks = new StoreSet([...cdnNodes.values()]);
+    const running: { nodes?: LocalNodes } = {};
+    const isMember = (id: string) =>
+      [...(running.nodes?.nodes.values() ?? [])].some((n) =>
+        n.memberships().some((m) => m.node.roster().some((c) => c.data.member === id))
+      );
     const catalogue = await Catalogue.open(`${home}/cdn/catalogue.kv`, {
-      isMember: (id) => members.has(id),
+      isMember,
       has: (cid) => cdnBlocks.has(cid),
     });
     const client = Deno.createHttpClient({ caCerts: [tls.cert] });
@@ -184,15 +191,22 @@ export class LocalCloud {
         endpoints: replicas.map((r) => `${r.url}/discovery`),
         release: `installers/truecloud-${release.version}.tar.gz`,
         fetch: peerFetch,
+        held: (id) => cdnNodes.get(id)?.used ?? 0,
         log: log.child("nodes"),
       });
-      // The nodes are this cloud's members, for the CDN; the first publishes the samples.
-      for (const n of nodes.nodes.values()) members.add(n.nodeId);
-      const first = await NodeIdentity.fromJwk(
-        JSON.parse(await Deno.readTextFile(`${home}/nodes/node-1/identity.json`)),
+      running.nodes = nodes;
+      // The first node publishes the samples.
+      const first = await nodeIdentity(home, 1);
+      const samples = await publishSamples(cdnNodes.get(first.nodeId)!, catalogue, first);
+      const agents = new Map([...nodes.nodes.values()].map((n) => [n.nodeId, n]));
+      const cdnRepair = new CdnRepairLoop(
+        home,
+        cdnNodes,
+        catalogue,
+        log.child("cdn"),
+        undefined,
+        (id) => (agents.get(id)?.memberships().length ?? 0) > 0,
       );
-      const samples = await publishSamples(cdnNodes.get("cdn-node-1")!, catalogue, first);
-      const cdnRepair = new CdnRepairLoop(home, cdnNodes, catalogue, log.child("cdn"));
       await cdnRepair.run();
       log.info("Sample content published", { samples });
       // The nodes' control API, for `deno task node`: loopback, a token in a file only we read.

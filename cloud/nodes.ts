@@ -23,6 +23,8 @@ export interface NodesOptions {
   release: string;
   /** A fetch that trusts the cloud's certificate. */
   fetch: typeof fetch;
+  /** Bytes of a node's lent disk held for the cloud outside grants (its CDN store), by node id. */
+  held?: (nodeId: string) => number;
   /** Logger. */
   log: Logger;
 }
@@ -46,6 +48,21 @@ async function loadOrCreate<T>(path: string, make: () => Promise<T>, mode = 0o60
     await Deno.writeTextFile(path, JSON.stringify(value, null, 2), { mode });
     return value;
   }
+}
+
+/**
+ * The identity of the local cloud's node `i` (1-based), made on first use and kept.
+ * @param home The local cloud's state directory.
+ * @param i The node's number.
+ */
+export async function nodeIdentity(home: string, i: number): Promise<NodeIdentity> {
+  const dir = `${home}/nodes/node-${i}`;
+  await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
+  const jwk = await loadOrCreate(
+    `${dir}/identity.json`,
+    async () => (await NodeIdentity.generate()).toJwk(),
+  );
+  return await NodeIdentity.fromJwk(jwk);
 }
 
 /**
@@ -78,10 +95,7 @@ export async function startNodes(o: NodesOptions): Promise<LocalNodes> {
     for (let i = 1; i <= count; i++) {
       const name = `node-${i}`;
       await Deno.mkdir(`${dir}/${name}`, { recursive: true, mode: 0o700 });
-      const jwk = await loadOrCreate(
-        `${dir}/${name}/identity.json`,
-        async () => (await NodeIdentity.generate()).toJwk(),
-      );
+      const identity = await nodeIdentity(o.home, i);
       const { network } = await loadOrCreate(
         `${dir}/${name}/network.json`,
         () => Promise.resolve({ network: crypto.randomUUID() }),
@@ -89,7 +103,8 @@ export async function startNodes(o: NodesOptions): Promise<LocalNodes> {
       nodes.set(
         name,
         await Rms.start({
-          identity: await NodeIdentity.fromJwk(jwk),
+          identity,
+          held: o.held && (() => o.held!(identity.nodeId)),
           location: places.locations[i % places.locations.length],
           network,
           // Every third node holds two VPNs, linking them.

@@ -113,7 +113,7 @@ function printVpns(nodes: NodeReport[]): void {
 
 function printEntitlement(nodes: NodeReport[]): void {
   for (const n of nodes) {
-    const { contribution: c, entitlement: e, use, given } = n.entitlement;
+    const { contribution: c, entitlement: e, use, given, held } = n.entitlement;
     console.log(`${n.name} ${n.id}`);
     console.log(
       `  lends     ${bytes(c.diskBytes)} disk, ${c.cpuMillicores} mCPU, ${
@@ -133,7 +133,7 @@ function printEntitlement(nodes: NodeReport[]): void {
     console.log(
       `  gives     ${bytes(given.storageBytes)} storage, ${given.cpuMillicores} mCPU, ${
         bytes(given.memoryBytes)
-      } memory`,
+      } memory; holds ${bytes(held)} of CDN content`,
     );
   }
 }

@@ -101,6 +101,12 @@ Deno.test("deno task start runs the local cloud; its feed and its release verify
     assert.equal(new Set(agents.flatMap((n) => n.vpns.map((v) => v.vpn))).size, 3);
     const text = await runTask("node", ["status", "--home", home], { cwd: root });
     assert.match(text.stdout, /^node-1 .* vpns 1\/1 /m);
+    // CDN content a node holds counts against what it lends.
+    const ent = await runTask("node", ["entitlement", "--node", "node-1", "--home", home], {
+      cwd: root,
+    });
+    assert.equal(ent.code, 0, ent.stderr);
+    assert.match(ent.stdout, /holds [1-9][\d.]* (KiB|MiB) of CDN content/);
     assert.ok(records.every((r) => agents.some((n) => n.vpns.some((v) => v.vpn === r.data.vpn))));
 
     const vpn = records[0].data.vpn;
@@ -215,7 +221,10 @@ Deno.test("deno task start runs the local cloud; its feed and its release verify
     }
 
     // Kill a holder of the 4 MiB sample: the gateway still serves it, and it is re-replicated.
-    const nodes = [1, 2, 3, 4, 5].map((i) => `cdn-node-${i}`);
+    // The CDN holders are node agents, named in placement by their node ids.
+    const nodes = (await Array.fromAsync(Deno.readDir(`${home}/cdn/nodes`))).map((e) => e.name);
+    assert.equal(nodes.length, 5);
+    assert.ok(nodes.every((n) => n.startsWith("12D3KooW")));
     const before = holders(sample.cid, nodes);
     const digest = async () => {
       const r = await fetch(`${gateway}/cdn/${sample.cid}`, { client });

@@ -125,6 +125,8 @@ export interface EntitlementStatus {
   entitlement: Entitlement;
   use: Totals;
   given: Totals;
+  /** Bytes of the lent disk held for the cloud outside grants (the CDN store). */
+  held: number;
 }
 
 /** The RMS of one node. */
@@ -205,6 +207,7 @@ export class Rms {
       entitlement: entitlementOf(c),
       use: this.ledger.use(this.nodeId, now),
       given: this.ledger.given(this.nodeId, now),
+      held: this.#o.held?.() ?? 0,
     };
   }
 
