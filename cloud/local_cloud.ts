@@ -192,6 +192,7 @@ export class LocalCloud {
         release: `installers/truecloud-${release.version}.tar.gz`,
         fetch: peerFetch,
         held: (id) => cdnNodes.get(id)?.used ?? 0,
+        cdnStore: (id) => cdnNodes.get(id),
         log: log.child("nodes"),
       });
       running.nodes = nodes;

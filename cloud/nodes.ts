@@ -6,6 +6,7 @@
  * @module
  */
 
+import type { BlockSource } from "../cdn/mod.ts";
 import { Rms, trustReleases } from "../node/mod.ts";
 import { type Logger, NodeIdentity } from "../protocol/mod.ts";
 
@@ -25,6 +26,8 @@ export interface NodesOptions {
   fetch: typeof fetch;
   /** Bytes of a node's lent disk held for the cloud outside grants (its CDN store), by node id. */
   held?: (nodeId: string) => number;
+  /** A node's CDN store, by node id. */
+  cdnStore?: (nodeId: string) => BlockSource | undefined;
   /** Logger. */
   log: Logger;
 }
@@ -105,6 +108,7 @@ export async function startNodes(o: NodesOptions): Promise<LocalNodes> {
         await Rms.start({
           identity,
           held: o.held && (() => o.held!(identity.nodeId)),
+          cdnStore: o.cdnStore?.(identity.nodeId),
           location: places.locations[i % places.locations.length],
           network,
           // Every third node holds two VPNs, linking them.

@@ -16,6 +16,7 @@ import {
   uuidSchema,
   z,
 } from "../protocol/mod.ts";
+import { parseCid } from "../cdn/mod.ts";
 import type { Rms } from "./rms/mod.ts";
 
 const askSchema = z.strictObject({
@@ -119,6 +120,33 @@ export function createControlApp(nodes: ReadonlyMap<string, Rms>, token: string)
       return c.json({ peer, vpn: m.vpn, ...(await m.node.ping(peer)) });
     }
     throw new NotFoundError(`${peer} is not a member of this node's VPNs`);
+  });
+  app.get("/nodes/:node/cdn/:cid", (c) => {
+    const [, rms] = find(c.req.param("node"));
+    let cid;
+    try {
+      cid = parseCid(c.req.param("cid"));
+    } catch (err) {
+      throw new TrueCloudError((err as Error).message, { code: "invalid", status: 400 });
+    }
+    const it = rms.readCdn(cid)[Symbol.asyncIterator]();
+    // The first block decides the status: a missing object is a 404, not a broken 200.
+    return it.next().then((first) => {
+      const body = new ReadableStream<Uint8Array>({
+        start(ctl) {
+          if (!first.done) ctl.enqueue(first.value);
+          else ctl.close();
+        },
+        async pull(ctl) {
+          const { value, done } = await it.next();
+          if (done) ctl.close();
+          else ctl.enqueue(value);
+        },
+      });
+      return new Response(body, { headers: { "content-type": "application/octet-stream" } });
+    }, (err) => {
+      throw new NotFoundError(`No member reachable holds ${cid}: ${(err as Error).message}`);
+    });
   });
   app.all("/nodes", methodNotAllowed("GET, HEAD"));
   app.notFound((c) =>

@@ -22,11 +22,14 @@ Commands:
   leave VPN             make a node leave a VPN (needs --node)
   request               broadcast a storage request and list the offers (needs --node, --bytes)
   ping MEMBER           reach a member over the VPN (needs --node): round trip, direct or relayed
+  cdn-get CID           fetch a CDN object from the members holding it, members-only content too
+                        (needs --node; --out FILE, else standard output)
 
 Flags:
   --node NAME|ID        one node (node-3, or its 12D3KooW… id); default every node
   --bytes N             bytes per offer, for request
   --count N             offers wanted, for request (8)
+  --out FILE            where cdn-get writes
   --json                print JSON
   --home DIR            the local cloud's state directory (TRUECLOUD_HOME, ./.truecloud)
   --help                show this text`;
@@ -53,6 +56,17 @@ async function call(
   path: string,
   body?: unknown,
 ): Promise<Record<string, unknown>> {
+  const res = await open(home, method, path, body);
+  return await res.json().catch(() => ({})) as Record<string, unknown>;
+}
+
+// The control API's answer, or a one-line error from it.
+async function open(
+  home: string,
+  method: string,
+  path: string,
+  body?: unknown,
+): Promise<Response> {
   let control: { url: string; token: string };
   try {
     control = JSON.parse(await Deno.readTextFile(`${home}/control.json`));
@@ -74,13 +88,11 @@ async function call(
   } catch {
     throw new CliError(`the cloud under ${home} does not answer at ${control.url}; is it running?`);
   }
-  const answer = await res.json().catch(() => ({})) as Record<string, unknown> & {
-    error?: { message?: string };
-  };
   if (!res.ok) {
+    const answer = await res.json().catch(() => ({})) as { error?: { message?: string } };
     throw new CliError(answer.error?.message ?? `the control API answered ${res.status}`);
   }
-  return answer;
+  return res;
 }
 
 function printStatus(nodes: NodeReport[]): void {
@@ -148,6 +160,7 @@ async function main(args: string[]): Promise<number> {
         node: { type: "string" },
         bytes: { type: "string" },
         count: { type: "string" },
+        out: { type: "string" },
         json: { type: "boolean" },
         home: { type: "string" },
         help: { type: "boolean" },
@@ -192,6 +205,28 @@ async function main(args: string[]): Promise<number> {
         nodes = [result.node as NodeReport];
         if (!values.json) console.log(`${nodes[0].name} left ${result.left}`);
         break;
+      }
+      case "cdn-get": {
+        if (!node) throw new CliError("cdn-get needs --node NAME|ID");
+        if (rest.length !== 1) throw new CliError("cdn-get needs the object's CID");
+        const res = await open(home, "GET", `/nodes/${node}/cdn/${encodeURIComponent(rest[0])}`);
+        const out = values.out
+          ? await Deno.open(resolve(base, values.out), {
+            write: true,
+            create: true,
+            truncate: true,
+          })
+          : Deno.stdout;
+        let n = 0;
+        for await (const chunk of res.body!) {
+          n += chunk.length;
+          await out.write(chunk);
+        }
+        if (values.out) {
+          (out as Deno.FsFile).close();
+          console.error(`${n} bytes written to ${values.out}`);
+        }
+        return 0;
       }
       case "ping": {
         if (!node) throw new CliError("ping needs --node NAME|ID");

@@ -12,6 +12,8 @@ import { TrueCloudError, ValidationError } from "../../protocol/mod.ts";
 
 /** The largest message, in bytes. */
 export const MAX_MESSAGE_BYTES = 64 * 1024;
+/** The largest raw frame (a CDN block), in bytes. */
+export const MAX_RAW_BYTES = 2 * 1024 * 1024;
 /** How long a read or a write may take, in milliseconds. */
 export const MESSAGE_DEADLINE_MS = 10_000;
 
@@ -25,6 +27,13 @@ export interface JsonStream {
   read(): Promise<Record<string, unknown>>;
   /** Writes a message. */
   write(message: Record<string, unknown>): Promise<void>;
+  /**
+   * Reads a frame of raw bytes (at most 2 MiB).
+   * @throws As `read`.
+   */
+  readRaw(): Promise<Uint8Array>;
+  /** Writes a frame of raw bytes. */
+  writeRaw(bytes: Uint8Array): Promise<void>;
 }
 
 /**
@@ -34,25 +43,30 @@ export interface JsonStream {
  * @returns The JSON stream.
  */
 export function jsonStream(stream: Stream, deadlineMs = MESSAGE_DEADLINE_MS): JsonStream {
-  const lp = lpStream(stream, { maxDataLength: MAX_MESSAGE_BYTES });
+  // One framing for both kinds of frame; JSON messages are held to their own, smaller limit.
+  const lp = lpStream(stream, { maxDataLength: MAX_RAW_BYTES });
+  const frame = async (max: number): Promise<Uint8Array> => {
+    let bytes: Uint8Array;
+    try {
+      bytes = (await lp.read({ signal: AbortSignal.timeout(deadlineMs) })).subarray();
+    } catch (err) {
+      const name = (err as Error)?.name ?? "";
+      if (name === "TimeoutError" || name === "AbortError") {
+        throw new TrueCloudError("No message came in time", { code: "timeout", cause: err });
+      }
+      if (/Length/.test(name)) {
+        throw new ValidationError(`Message over ${max} bytes`, { code: "malformed", cause: err });
+      }
+      throw new TrueCloudError("The stream ended", { code: "closed", cause: err });
+    }
+    if (bytes.length > max) {
+      throw new ValidationError(`Message over ${max} bytes`, { code: "malformed" });
+    }
+    return bytes;
+  };
   return {
     async read() {
-      let bytes: Uint8Array;
-      try {
-        bytes = (await lp.read({ signal: AbortSignal.timeout(deadlineMs) })).subarray();
-      } catch (err) {
-        const name = (err as Error)?.name ?? "";
-        if (name === "TimeoutError" || name === "AbortError") {
-          throw new TrueCloudError("No message came in time", { code: "timeout", cause: err });
-        }
-        if (/Length/.test(name)) {
-          throw new ValidationError(`Message over ${MAX_MESSAGE_BYTES} bytes`, {
-            code: "malformed",
-            cause: err,
-          });
-        }
-        throw new TrueCloudError("The stream ended", { code: "closed", cause: err });
-      }
+      const bytes = await frame(MAX_MESSAGE_BYTES);
       let value: unknown;
       try {
         value = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes));
@@ -68,6 +82,10 @@ export function jsonStream(stream: Stream, deadlineMs = MESSAGE_DEADLINE_MS): Js
       await lp.write(new TextEncoder().encode(JSON.stringify(message)), {
         signal: AbortSignal.timeout(deadlineMs),
       });
+    },
+    readRaw: () => frame(MAX_RAW_BYTES),
+    async writeRaw(bytes) {
+      await lp.write(bytes, { signal: AbortSignal.timeout(deadlineMs) });
     },
   };
 }

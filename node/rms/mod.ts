@@ -13,3 +13,4 @@ export * from "./broadcast.ts";
 export * from "./contribution.ts";
 export * from "./ledger.ts";
 export * from "./releases.ts";
+export * from "./cdn.ts";

@@ -34,7 +34,15 @@ import {
   type ReleaseClaim,
   verifyAttestation,
 } from "./attestation.ts";
+import {
+  BlockNotFoundError,
+  type BlockSource,
+  type CID,
+  holders,
+  readContent,
+} from "../../cdn/mod.ts";
 import { Broadcaster } from "./broadcast.ts";
+import { CdnExchange } from "./cdn.ts";
 import {
   type Contribution,
   type ContributionConfig,
@@ -82,6 +90,8 @@ export interface RmsOptions {
   ledgerPath?: string;
   /** Bytes of the lent disk held for the cloud outside grants: the node's CDN store. */
   held?: () => number;
+  /** The node's CDN store, whose blocks it serves to members. */
+  cdnStore?: BlockSource;
   /** Whether this node serves a request it is asked (default: every one within fair use). */
   willServe?: ConstructorParameters<typeof Broadcaster>[0]["willServe"];
   /** Time between attempts to fill up to `maxVpns`, in milliseconds (default 5 s). */
@@ -135,6 +145,8 @@ export class Rms {
   readonly broadcaster: Broadcaster;
   /** Every grant made, received or seen. */
   readonly ledger: Ledger;
+  /** CDN blocks between members. */
+  readonly cdn: CdnExchange;
   readonly #o: RmsOptions;
   readonly #log: Logger;
   readonly #clock: Clock;
@@ -153,6 +165,7 @@ export class Rms {
     statement: { jws: string; data: Contribution; at: number },
   ) {
     this.ledger = ledger;
+    this.cdn = new CdnExchange(o.cdnStore);
     this.#statement = statement;
     const max = o.maxVpns ?? 2;
     if (!Number.isInteger(max) || max < 1 || max > 4) {
@@ -288,6 +301,41 @@ export class Rms {
     const run = this.#fillOnce().finally(() => (this.#filling = undefined));
     this.#filling = run.then(() => {});
     return run;
+  }
+
+  /**
+   * Reads a CDN object from the members that hold it, over this node's VPNs (members-only content
+   * included), every block checked against its CID.
+   * @param cid The object.
+   * @returns Its bytes, streamed.
+   * @throws {BlockNotFoundError} When no member reachable holds a block.
+   */
+  async *readCdn(cid: CID): AsyncGenerator<Uint8Array> {
+    const vpns = this.memberships();
+    if (!vpns.length) throw new TrueCloudError("This node is in no VPN", { code: "no_vpn" });
+    // In each VPN, ask members in the order placement gives holders, so the first asked usually
+    // has the block; then the next VPN.
+    const sources = vpns.map((m) => {
+      const members = m.node.roster().map((c) => c.data.member).filter((id) => id !== this.nodeId);
+      return this.cdn.source(m.node, holders(cid.toString(), members, members.length));
+    });
+    const getBlock = async (c: CID) => {
+      for (const s of sources) {
+        try {
+          return await s.getBlock(c);
+        } catch {
+          // the next VPN
+        }
+      }
+      throw new BlockNotFoundError(c);
+    };
+    yield* readContent({
+      getBlock,
+      async *get(c: CID) {
+        yield await getBlock(c);
+      },
+      has: (c: CID) => getBlock(c).then(() => true, () => false),
+    }, cid);
   }
 
   /**
@@ -438,6 +486,7 @@ export class Rms {
       throw new TrueCloudError("No member of the VPN could be reached", { code: "unreachable" });
     }
     await this.broadcaster.attach(node);
+    await this.cdn.attach(node);
     await node.setCredential(credential); // announces this node on the roster
     if (this.#o.reachable !== false) await this.#guard(m);
   }
