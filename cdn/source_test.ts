@@ -118,15 +118,17 @@ Deno.test("the CDN's fast path never answers for members-only content, nor for t
   const res = await f.app.request(`/cdn/${secret}`);
   assert.equal(res.status, 404);
   await res.body?.cancel();
+  // Text a client wants compressed never takes the fast path, cached or not.
+  for (let i = 0; i < 2; i++) {
+    const plain = await f.app.request(`/cdn/${text}`); // fills the edge cache
+    await plain.arrayBuffer();
+  }
+  const before = f.fastAnswers();
+  assert.ok(before >= 1, "cached text, uncompressed, came by the fast path");
   for (let i = 0; i < 3; i++) {
     const gz = await f.app.request(`/cdn/${text}`, { headers: { "accept-encoding": "gzip" } });
     assert.equal(gz.headers.get("content-encoding"), "gzip");
     await gz.body?.cancel();
   }
-  for (let i = 0; i < 2; i++) { // the first fills the edge cache, the second comes from it
-    const plain = await f.app.request(`/cdn/${text}`);
-    assert.equal(plain.headers.get("content-encoding"), null);
-    await plain.body?.cancel();
-  }
-  assert.equal(f.fastAnswers(), 1, "only the uncompressed text came by the fast path");
+  assert.equal(f.fastAnswers(), before, "no compressed answer came by the fast path");
 });

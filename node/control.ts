@@ -9,6 +9,7 @@
 import { Hono } from "hono";
 import {
   methodNotAllowed,
+  nodeIdSchema,
   NotFoundError,
   parseWith,
   toHttpError,
@@ -111,6 +112,20 @@ export function createControlApp(nodes: ReadonlyMap<string, Rms>, token: string)
         location: o.data.location,
       })),
     });
+  });
+  app.post("/nodes/:node/revoke/:vpn/:member", async (c) => {
+    const [name, rms] = find(c.req.param("node"));
+    const vpn = c.req.param("vpn");
+    const member = c.req.param("member");
+    if (!uuidSchema.safeParse(vpn).success || !nodeIdSchema.safeParse(member).success) {
+      throw new TrueCloudError("Needs a VPN UUID and a member's node id", {
+        code: "invalid",
+        status: 400,
+      });
+    }
+    const reason = (c.req.query("reason") ?? "revoked by an operator").slice(0, 200);
+    await rms.revoke(vpn, member, reason);
+    return c.json({ revoked: member, vpn, node: report(name, rms) });
   });
   app.post("/nodes/:node/ping/:peer", async (c) => {
     const [, rms] = find(c.req.param("node"));

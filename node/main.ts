@@ -22,6 +22,7 @@ Commands:
   leave VPN             make a node leave a VPN (needs --node)
   request               broadcast a storage request and list the offers (needs --node, --bytes)
   ping MEMBER           reach a member over the VPN (needs --node): round trip, direct or relayed
+  revoke VPN MEMBER     revoke a member of a VPN and re-key the VPN (needs --node; --reason TEXT)
   cdn-get CID           fetch a CDN object from the members holding it, members-only content too
                         (needs --node; --out FILE, else standard output)
 
@@ -30,6 +31,7 @@ Flags:
   --bytes N             bytes per offer, for request
   --count N             offers wanted, for request (8)
   --out FILE            where cdn-get writes
+  --reason TEXT         why, for revoke
   --json                print JSON
   --home DIR            the local cloud's state directory (TRUECLOUD_HOME, ./.truecloud)
   --help                show this text`;
@@ -161,6 +163,7 @@ async function main(args: string[]): Promise<number> {
         bytes: { type: "string" },
         count: { type: "string" },
         out: { type: "string" },
+        reason: { type: "string" },
         json: { type: "boolean" },
         home: { type: "string" },
         help: { type: "boolean" },
@@ -228,6 +231,21 @@ async function main(args: string[]): Promise<number> {
         }
         return 0;
       }
+      case "revoke": {
+        if (!node) throw new CliError("revoke needs --node NAME|ID");
+        if (rest.length !== 2) {
+          throw new CliError("revoke needs the VPN's UUID and the member's id");
+        }
+        const q = values.reason ? `?reason=${encodeURIComponent(values.reason)}` : "";
+        result = await call(
+          home,
+          "POST",
+          `/nodes/${node}/revoke/${encodeURIComponent(rest[0])}/${encodeURIComponent(rest[1])}${q}`,
+        );
+        nodes = [result.node as NodeReport];
+        if (!values.json) console.log(`${rest[1]} revoked; ${rest[0]} re-keyed`);
+        break;
+      }
       case "ping": {
         if (!node) throw new CliError("ping needs --node NAME|ID");
         if (rest.length !== 1) throw new CliError("ping needs the member's node id");
@@ -273,7 +291,7 @@ async function main(args: string[]): Promise<number> {
         throw new CliError(`unknown command ${command} (try --help)`);
     }
     if (values.json) console.log(JSON.stringify(result, null, 2));
-    else if (command === "vpns" || command === "join" || command === "leave") printVpns(nodes);
+    else if (["vpns", "join", "leave", "revoke"].includes(command)) printVpns(nodes);
     else if (command === "entitlement") printEntitlement(nodes);
     else printStatus(nodes);
     return 0;

@@ -20,6 +20,22 @@ const releases = () =>
 
 const GiB = 1024 ** 3;
 
+// A node on the in-process discovery service: somewhere new, the test release, quick retries.
+function rmsOptions(f: typeof fetch): Omit<RmsOptions, "identity"> {
+  return {
+    location: crypto.randomUUID(),
+    network: crypto.randomUUID(),
+    release: RELEASE,
+    releases,
+    feedUrl: "http://discovery.test/discovery/feed.rss?count=100",
+    endpoints: ["http://discovery.test/discovery"],
+    fetch: f,
+    allowPrivateAddresses: true,
+    retryMs: 300,
+    contribution: { diskBytes: GiB, diskPath: Deno.cwd() },
+  };
+}
+
 async function discovery() {
   const svc = await DiscoveryService.open({
     kvPath: ":memory:",
@@ -39,15 +55,8 @@ Deno.test("RMS: a dozen nodes join three overlapping VPNs through guest networks
   const locations = Array.from({ length: 4 }, () => crypto.randomUUID());
   const nodes: Rms[] = [];
   const base = (i: number): Omit<RmsOptions, "identity"> => ({
+    ...rmsOptions(d.fetch),
     location: locations[i % locations.length],
-    network: crypto.randomUUID(),
-    release: RELEASE,
-    releases,
-    feedUrl: "http://discovery.test/discovery/feed.rss?count=100",
-    endpoints: ["http://discovery.test/discovery"],
-    fetch: d.fetch,
-    allowPrivateAddresses: true,
-    retryMs: 300,
     contribution: { diskBytes: 10 * GiB, diskPath: Deno.cwd(), cpuMillicores: 1000 },
     log: log.child(`node${i}`),
   });
@@ -214,6 +223,58 @@ Deno.test("RMS: a dozen nodes join three overlapping VPNs through guest networks
           8,
       60_000,
     );
+  } finally {
+    for (const n of nodes) await n.stop();
+    await d.svc.close();
+  }
+});
+
+Deno.test("RMS: revoking a member re-keys the VPN; the others move to the new keys and the revoked one is left outside", async () => {
+  const d = await discovery();
+  const nodes: Rms[] = [];
+  const start = async () => {
+    const rms = await Rms.start({
+      ...rmsOptions(d.fetch),
+      identity: await NodeIdentity.generate(),
+      maxVpns: 1,
+    });
+    nodes.push(rms);
+    return rms;
+  };
+  try {
+    const founder = await start();
+    const vpn = await founder.found({ maxMembers: 8, maxPerLocation: 8, maxPerNetwork: 8 });
+    for (let i = 1; i < 4; i++) await start();
+    const inVpn = (n: Rms) => n.memberships().find((m) => m.vpn === vpn);
+    await until("all four in the VPN", () => nodes.every((n) => inVpn(n)), 30_000);
+    await until("rosters of four", () => nodes.every((n) => inVpn(n)!.node.roster().length === 4));
+    const oldKey = inVpn(founder)!.node.ref.keyId;
+    const [, a, b, revoked] = nodes;
+    await founder.revoke(vpn, revoked.nodeId, "caught misbehaving");
+    const stayed = [founder, a, b];
+    await until(
+      "the others on the new keys",
+      () =>
+        stayed.every((n) => {
+          const m = inVpn(n);
+          return !!m && m.node.ref.keyId !== oldKey &&
+            m.node.ref.keyId === inVpn(founder)!.node.ref.keyId;
+        }),
+      20_000,
+    );
+    await until(
+      "rosters of three, talking on the new network",
+      () =>
+        stayed.every((n) =>
+          inVpn(n)!.node.roster().length === 3 && inVpn(n)!.node.verifiedPeers().length >= 1
+        ),
+      20_000,
+    );
+    // The revoked node still holds the old keys, which open nothing any more.
+    const left = inVpn(revoked)!;
+    assert.equal(left.node.ref.keyId, oldKey);
+    await until("the revoked node alone", () => left.node.verifiedPeers().length === 0, 20_000);
+    await assert.rejects(left.node.connect(inVpn(a)!.node.addrs[0]));
   } finally {
     for (const n of nodes) await n.stop();
     await d.svc.close();

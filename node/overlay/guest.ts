@@ -30,7 +30,7 @@ import {
 } from "../../protocol/mod.ts";
 import { baseConfig, libp2pKey } from "./_libp2p.ts";
 import { multiaddrTextSchema, verifyCredential, vpnAudience } from "./credential.ts";
-import { vpnSecretSchema } from "./vpn.ts";
+import { vpnSecretSchema } from "./secret.ts";
 import { jsonStream } from "./wire.ts";
 
 /** The join protocol. */

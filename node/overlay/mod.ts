@@ -6,6 +6,8 @@
  */
 
 export * from "./credential.ts";
+export * from "./secret.ts";
 export * from "./vpn.ts";
+export * from "./rekey.ts";
 export * from "./wire.ts";
 export * from "./guest.ts";

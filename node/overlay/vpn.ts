@@ -19,7 +19,6 @@ import { createLibp2p } from "libp2p";
 import {
   type Clock,
   discardLogger,
-  hexKey32Schema,
   type IdentityJwk,
   type Logger,
   NodeIdentity,
@@ -40,6 +39,10 @@ import {
   type VpnKeyRef,
 } from "./credential.ts";
 import { jsonStream } from "./wire.ts";
+import type { VpnSecret } from "./secret.ts";
+import { acceptRekey, makeRekey, type Rekey, REKEY_PROTOCOL } from "./rekey.ts";
+
+export type { Rekey } from "./rekey.ts";
 
 /** Protocol on which members show each other their credentials. */
 export const CREDENTIAL_PROTOCOL = "/truecloud/vpn/credential/1.0.0";
@@ -50,78 +53,9 @@ const MAX_ROSTER_MESSAGES = 8;
 /** How long a peer that failed to show one is denied, in milliseconds. */
 export const DENY_MS = 60_000;
 
-/** A VPN's size and diversity rules. */
-export const charterSchema = z.strictObject({
-  maxMembers: z.number().int().min(2).max(256),
-  maxPerLocation: z.number().int().min(1).max(256),
-  maxPerNetwork: z.number().int().min(1).max(256),
-});
-/** A VPN's size and diversity rules. */
-export type Charter = z.infer<typeof charterSchema>;
-
 /** Whether a connection goes through a circuit relay. */
 function isRelayed(c: Connection): boolean {
   return c.remoteAddr.toString().includes("/p2p-circuit");
-}
-
-/** The default charter of a VPN of `maxMembers` members. */
-export function defaultCharter(maxMembers = 16): Charter {
-  const per = Math.ceil(maxMembers / 4);
-  return { maxMembers, maxPerLocation: per, maxPerNetwork: per };
-}
-
-/** What a member holds of its VPN: network key, VPN key and charter. */
-export const vpnSecretSchema = z.strictObject({
-  networkKey: hexKey32Schema,
-  vpnKey: z.strictObject({
-    kty: z.literal("OKP"),
-    crv: z.literal("Ed25519"),
-    x: z.string().max(64),
-    d: z.string().max(64),
-  }),
-  charter: charterSchema,
-});
-/** What a member holds of its VPN. */
-export type VpnSecret = z.infer<typeof vpnSecretSchema>;
-
-/**
- * Founds a new VPN: a random network key and VPN key.
- * @param charter Its rules (default: 16 members).
- * @returns The secret.
- */
-export async function foundVpn(charter: Charter = defaultCharter()): Promise<VpnSecret> {
-  const networkKey = Array.from(crypto.getRandomValues(new Uint8Array(32)))
-    .map((b) => b.toString(16).padStart(2, "0")).join("");
-  const key = await NodeIdentity.generate();
-  const { kty, crv, x, d } = key.toJwk();
-  return { networkKey, vpnKey: { kty, crv, x, d }, charter };
-}
-
-/**
- * Mints a member credential with a VPN's key (held in its secret): what a founder gives itself, and
- * any member acting as guardian gives a newcomer.
- * @param secret The VPN's secret.
- * @param vpn The VPN's UUID.
- * @param member The member's node id.
- * @param place Location and network UUIDs (random if not given), where it listens, who admitted it.
- * @param ttlSeconds Lifetime (default 7 days).
- */
-export async function vpnCredential(
-  secret: VpnSecret,
-  vpn: string,
-  member: string,
-  place: { location?: string; network?: string; addrs?: string[]; guardian?: string } = {},
-  ttlSeconds?: number,
-): Promise<string> {
-  return await mintCredential(await NodeIdentity.fromJwk(secret.vpnKey as IdentityJwk), {
-    v: 1,
-    vpn,
-    member,
-    location: place.location ?? crypto.randomUUID(),
-    network: place.network ?? crypto.randomUUID(),
-    guardian: place.guardian ?? member,
-    addrs: place.addrs ?? [],
-  }, { ttlSeconds });
 }
 
 /** The topic of a VPN's roster and revocations. */
@@ -153,6 +87,9 @@ export interface VpnNodeOptions {
   sweepMs?: number;
   /** How long a peer has to show its credential, in milliseconds (default 10 s). */
   showCredentialMs?: number;
+  /** Called when another member re-keys the VPN and this node has accepted: it must move to the
+   * new network (`docs/protocol/join.md`, re-key). */
+  onRekey?: (r: Rekey) => void;
   /** Release attestations on member connections: this node's own (made fresh on demand), and the
    * check of a peer's (throws when it does not hold). Without it, none are shown or asked for. */
   attest?: {
@@ -190,7 +127,10 @@ export class VpnNode {
   readonly #sweepMs: number;
   readonly #showMs: number;
   readonly #attest?: VpnNodeOptions["attest"];
+  readonly #onRekey?: VpnNodeOptions["onRekey"];
   #renewing = false;
+  // At most one re-key per VPN key: the one this node made or accepted.
+  #rekeyed = false;
 
   private constructor(
     opts: VpnNodeOptions,
@@ -209,6 +149,7 @@ export class VpnNode {
     this.libp2p = libp2p;
     this.#sweepMs = opts.sweepMs ?? 1000;
     this.#attest = opts.attest;
+    this.#onRekey = opts.onRekey;
     this.#showMs = opts.showCredentialMs ?? SHOW_CREDENTIAL_MS;
   }
 
@@ -446,6 +387,74 @@ export class VpnNode {
     await this.#publish({ t: "member", credential: jws }).catch(() => {});
   }
 
+  /**
+   * Re-keys the VPN after a revocation: a new network key and VPN key, handed with a new credential
+   * to every member this node reaches (the revoked one excepted), vouched for by the old key.
+   * @param revoked The revoked member.
+   * @returns The new secret, this node's new credential, and where members listen; the caller moves
+   * this node to the new network.
+   * @throws {TrueCloudError} `stale` when this VPN key has already been re-keyed.
+   */
+  async rekey(revoked: string): Promise<Rekey> {
+    if (this.#rekeyed) {
+      throw new TrueCloudError("This VPN key has already been re-keyed", { code: "stale" });
+    }
+    this.#rekeyed = true;
+    const made = await makeRekey({
+      vpn: this.vpn,
+      oldKey: this.#vpnKey,
+      charter: this.charter,
+      revoked,
+      guardian: this.nodeId,
+      clock: this.#clock,
+      roster: this.roster().filter((c) => c.data.member !== revoked),
+      addrsOf: (id) => id === this.nodeId ? this.addrs : (this.#addrs.get(id) ?? []),
+    });
+    for (const peer of this.verifiedPeers()) {
+      if (peer === revoked) continue;
+      try {
+        const stream = await this.openStream(peer, REKEY_PROTOCOL);
+        const s = jsonStream(stream);
+        await s.write(made.messageFor(peer));
+        const a = await s.read();
+        await stream.close().catch(() => {});
+        if (a.ok !== true) this.#log.warn("A member refused the re-key", { peer, code: a.code });
+      } catch (err) {
+        this.#log.warn("A member could not be re-keyed", { peer, err: String(err) });
+      }
+    }
+    return made.own;
+  }
+
+  async #receiveRekey(stream: Stream, conn: Connection): Promise<void> {
+    const peer = conn.remotePeer.toString();
+    const s = jsonStream(stream);
+    try {
+      if (!this.#verified.has(peer)) {
+        throw new TrueCloudError("Only a member may re-key", { code: "not_member" });
+      }
+      const msg = await s.read();
+      if (this.#rekeyed) {
+        throw new TrueCloudError("This VPN key has already been re-keyed", { code: "stale" });
+      }
+      const r = await acceptRekey(msg, {
+        ref: this.ref,
+        vpn: this.vpn,
+        self: this.nodeId,
+        clock: this.#clock,
+      });
+      this.#rekeyed = true;
+      await s.write({ ok: true });
+      await stream.close().catch(() => {});
+      this.#log.info("VPN re-keyed", { by: peer, keyId: r.keyId });
+      this.#onRekey?.(r);
+    } catch (err) {
+      const code = err instanceof TrueCloudError ? err.code : "invalid";
+      await s.write({ ok: false, code, reason: (err as Error).message }).catch(() => {});
+      await stream.close().catch(() => {});
+    }
+  }
+
   /** Replaces this node's credential (after a renewal) and announces it. */
   async setCredential(jws: string): Promise<void> {
     this.#credential = await verifyCredential(jws, this.ref, {
@@ -468,6 +477,10 @@ export class VpnNode {
     this.#roster.set(this.nodeId, this.#credential);
     await node.handle(CREDENTIAL_PROTOCOL, (stream, conn) => this.#receive(stream, conn), {
       maxInboundStreams: 4,
+      runOnLimitedConnection: true,
+    });
+    await node.handle(REKEY_PROTOCOL, (stream, conn) => this.#receiveRekey(stream, conn), {
+      maxInboundStreams: 2,
       runOnLimitedConnection: true,
     });
     // Where this member can be reached changes (a relay reservation, a new address): tell the VPN.

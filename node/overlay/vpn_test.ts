@@ -2,7 +2,8 @@ import assert from "node:assert/strict";
 import { until } from "../../protocol/_test_tools.ts";
 import { ManualClock, newUuid, NodeIdentity } from "../../protocol/mod.ts";
 import { mintCredential } from "./credential.ts";
-import { foundVpn, VpnNode, type VpnSecret } from "./vpn.ts";
+import { foundVpn, type VpnSecret } from "./secret.ts";
+import { VpnNode } from "./vpn.ts";
 
 async function member(
   vpn: string,

@@ -23,6 +23,7 @@ import {
   defaultCharter,
   foundVpn,
   GuestServer,
+  type Rekey,
   requestJoin,
   vpnCredential,
   VpnNode,
@@ -339,6 +340,45 @@ export class Rms {
   }
 
   /**
+   * Revokes a member of a VPN and re-keys the VPN: every member learns of the revocation, the members
+   * this node reaches get the new keys, and this node moves to the new network.
+   * @param vpn The VPN.
+   * @param member The member to revoke.
+   * @param reason Why.
+   */
+  async revoke(vpn: string, member: string, reason: string): Promise<void> {
+    const m = this.#vpns.get(vpn);
+    if (!m) throw new TrueCloudError(`Not in VPN ${vpn}`, { code: "not_found", status: 404 });
+    if (member === this.nodeId) {
+      throw new TrueCloudError("A node does not revoke itself; it leaves", { code: "invalid" });
+    }
+    await m.node.revoke(member, reason);
+    await this.#move(vpn, await m.node.rekey(member));
+  }
+
+  // Leaves the old network of a VPN for its new one after a re-key, on the same address.
+  async #move(vpn: string, r: Rekey): Promise<void> {
+    const m = this.#vpns.get(vpn);
+    if (!m || this.#stopped) return;
+    this.#vpns.delete(vpn);
+    this.broadcaster.detach(vpn);
+    clearInterval(m.timer);
+    await m.guest?.stop();
+    const own = m.node.credential.data.addrs[0] ?? "";
+    await m.node.stop();
+    const port = Number(/\/tcp\/(\d+)/.exec(own)?.[1]) || freePort(this.#host);
+    try {
+      const peers = r.members.filter((x) => x.id !== this.nodeId).flatMap((x) =>
+        x.addrs.map((a) => a.includes("/p2p/") ? a : `${a}/p2p/${x.id}`)
+      );
+      await this.#enter(vpn, r.secret, r.credential, peers, port, true);
+      this.#log.info("Moved to the VPN's new keys", { vpn, keyId: r.keyId });
+    } catch (err) {
+      this.#log.warn("Could not enter the re-keyed VPN", { vpn, err: String(err) });
+    }
+  }
+
+  /**
    * Leaves a VPN: withdraws this node's record, stops its guest network and its member.
    * @param vpn The VPN's UUID.
    */
@@ -451,6 +491,7 @@ export class Rms {
     credential: string,
     peers: string[],
     port: number,
+    moving = false,
   ): Promise<void> {
     const node = await VpnNode.start({
       identity: this.#o.identity,
@@ -468,6 +509,8 @@ export class Rms {
       },
       clock: this.#o.clock,
       log: this.#log.child(`vpn ${vpn.slice(0, 8)}`),
+      // Another member re-keyed the VPN: move to the new network, once this handler has answered.
+      onRekey: (r) => setTimeout(() => void this.#move(vpn, r), 0),
     });
     const m: Membership = { vpn, node, soliciting: false };
     this.#vpns.set(vpn, m);
@@ -480,7 +523,18 @@ export class Rms {
         this.#log.debug("Member unreachable", { addr: p, err: String(err) });
       }
     }
-    if (peers.length && !connected) {
+    if (moving) {
+      // Members move to the new keys one after another: reach those not there yet a little later.
+      for (const ms of [500, 2000, 5000]) {
+        setTimeout(() => {
+          if (this.#vpns.get(vpn)?.node !== node) return;
+          for (const p of peers.slice(0, 8)) {
+            const id = p.split("/p2p/").pop() ?? "";
+            if (!node.isVerified(id)) node.connect(p).catch(() => {});
+          }
+        }, ms);
+      }
+    } else if (peers.length && !connected) {
       this.#vpns.delete(vpn);
       await node.stop();
       throw new TrueCloudError("No member of the VPN could be reached", { code: "unreachable" });
