@@ -11,6 +11,8 @@ import {
   CREDENTIAL_PROTOCOL,
   foundVpn,
   jsonStream,
+  membersTopic,
+  mintRevocation,
   vpnCredential,
   VpnNode,
 } from "../overlay/mod.ts";
@@ -241,4 +243,50 @@ Deno.test("VpnNode: anything but a valid credential on the credential protocol k
     { numRuns: 15 },
   );
   assert.equal(a.node.roster().length, 2);
+});
+
+Deno.test("VpnNode: junk, forged and replayed messages on the members topic change no roster", async () => {
+  await using c = await cluster();
+  const [a, b, cc] = c.members;
+  const topic = membersTopic(c.vpn);
+  const publish = (msg: unknown) =>
+    a.node.libp2p.services.pubsub.publish(topic, new TextEncoder().encode(JSON.stringify(msg)));
+  await until("rosters of three", () => b.node.roster().length === 3);
+  const stranger = await NodeIdentity.generate();
+  const otherVpnKey = await NodeIdentity.generate();
+  const forgedRevocation = await mintRevocation(otherVpnKey, {
+    v: 1,
+    vpn: c.vpn,
+    member: cc.id.nodeId,
+    reason: "forged",
+    by: a.id.nodeId,
+  });
+  const foreignCredential = await vpnCredential(await foundVpn(), c.vpn, stranger.nodeId);
+  await fc.assert(
+    fc.asyncProperty(
+      fc.oneof(
+        fc.jsonValue({ maxDepth: 2 }),
+        fc.record({ t: fc.constantFrom("member", "revoke", "addrs"), credential: fc.string() }),
+        fc.constantFrom(
+          { t: "revoke", revocation: forgedRevocation }, // not signed with this VPN's key
+          { t: "member", credential: foreignCredential }, // another VPN key's credential
+          { t: "addrs", member: cc.id.nodeId, addrs: ["/ip4/203.0.113.9/tcp/1"] }, // not its own
+          { t: "member", credential: a.node.credential.jws }, // a replay: changes nothing
+        ),
+      ),
+      async (msg) => {
+        await publish(msg).catch(() => {});
+      },
+    ),
+    { numRuns: 40 },
+  );
+  await new Promise((r) => setTimeout(r, 300));
+  for (const m of [b, cc]) {
+    assert.deepEqual(
+      m.node.roster().map((x) => x.data.member).sort(),
+      c.members.map((x) => x.id.nodeId).sort(),
+    );
+    assert.equal(m.node.isDenied(cc.id.nodeId), false);
+  }
+  assert.ok(b.node.isVerified(cc.id.nodeId) || cc.node.isVerified(b.id.nodeId));
 });
