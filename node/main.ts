@@ -80,6 +80,7 @@ async function open(
   let res: Response;
   try {
     res = await fetch(`${control.url}${path}`, {
+      signal: AbortSignal.timeout(600_000),
       method,
       headers: {
         authorization: `Bearer ${control.token}`,

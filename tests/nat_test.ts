@@ -18,6 +18,7 @@ async function sh(cmd: string, args: string[], input?: string): Promise<string> 
     stdin: input ? "piped" : "null",
     stdout: "piped",
     stderr: "piped",
+    signal: AbortSignal.timeout(60_000), // nothing here may hang the test
   }).spawn();
   if (input) {
     const w = p.stdin.getWriter();
@@ -296,7 +297,16 @@ Deno.test({
         }
       }
       for (const p of procs) {
+        // SIGTERM stops them cleanly; one that has not stopped 15 s later is killed.
+        const killer = setTimeout(() => {
+          try {
+            p.child.kill("SIGKILL");
+          } catch {
+            // gone meanwhile
+          }
+        }, 15_000);
         await p.child.status;
+        clearTimeout(killer);
         await p.stderr;
       }
       await net.remove();

@@ -304,9 +304,16 @@ export class VpnNode {
   async ping(peer: string): Promise<{ rttMs: number; relayed: boolean }> {
     const conn = await this.reach(peer);
     const svc = (this.libp2p.services as unknown as {
-      ping: { ping(p: PeerId, o?: { runOnLimitedConnection?: boolean }): Promise<number> };
+      ping: {
+        ping(p: PeerId, o?: { runOnLimitedConnection?: boolean; signal?: AbortSignal }): Promise<
+          number
+        >;
+      };
     }).ping;
-    const rttMs = await svc.ping(conn.remotePeer, { runOnLimitedConnection: true });
+    const rttMs = await svc.ping(conn.remotePeer, {
+      runOnLimitedConnection: true,
+      signal: AbortSignal.timeout(10_000),
+    });
     const best = this.libp2p.getConnections(conn.remotePeer).some((c) => !isRelayed(c));
     return { rttMs, relayed: !best };
   }
@@ -346,7 +353,9 @@ export class VpnNode {
    * @throws {TrueCloudError} `not_member` when it does not in time.
    */
   async connect(addr: string): Promise<Connection> {
-    const conn = await this.libp2p.dial(multiaddr(addr));
+    const conn = await this.libp2p.dial(multiaddr(addr), {
+      signal: AbortSignal.timeout(this.#showMs),
+    });
     const peer = conn.remotePeer.toString();
     const deadline = Date.now() + this.#showMs;
     while (!this.#verified.has(peer)) {

@@ -372,7 +372,16 @@ export class Broadcaster {
       throw new TrueCloudError("The acknowledgement is not for this grant", { code: "invalid" });
     }
     await this.#o.ledger.record(entry);
+    // The consumer announces it too, in its own VPNs, which may not be the provider's.
+    this.#announce(answer.ack);
     return entry;
+  }
+
+  #announce(ack: string): void {
+    const msg = new TextEncoder().encode(JSON.stringify({ t: "grant", ack }));
+    for (const n of this.#vpns.values()) {
+      n.libp2p.services.pubsub.publish(grantsTopic(n.vpn), msg).catch(() => {});
+    }
   }
 
   async #send(vpn: string, peer: string, msg: Record<string, unknown>) {
@@ -580,10 +589,7 @@ export class Broadcaster {
     const ack = await signAck(this.#o.identity, jws, g.leaseSeconds, this.#clock);
     const entry = await verifyAck(ack, this.#clock);
     await this.#o.ledger.record(entry);
-    const announce = new TextEncoder().encode(JSON.stringify({ t: "grant", ack }));
-    for (const n of this.#vpns.values()) {
-      n.libp2p.services.pubsub.publish(grantsTopic(n.vpn), announce).catch(() => {});
-    }
+    this.#announce(ack);
     this.#stats.grants++;
     this.#log.info("Grant made", { consumer: g.consumer, id: g.id, kind: g.kind });
     return { t: "ack", ack };

@@ -493,25 +493,36 @@ export class Rms {
     port: number,
     moving = false,
   ): Promise<void> {
-    const node = await VpnNode.start({
-      identity: this.#o.identity,
-      vpn,
-      secret,
-      credential,
-      listen: [`/ip4/${this.#host}/tcp/${port}`],
-      reachable: this.#o.reachable,
-      // Members check each other's release on every connection, as guardians do at the door.
-      attest: {
-        own: () => this.#attestation(),
-        check: async (jws, peer) => {
-          await verifyAttestation(jws, peer, this.#o.releases(), this.#clock);
+    const start = (listenPort: number) =>
+      VpnNode.start({
+        identity: this.#o.identity,
+        vpn,
+        secret,
+        credential,
+        listen: [`/ip4/${this.#host}/tcp/${listenPort}`],
+        reachable: this.#o.reachable,
+        // Members check each other's release on every connection, as guardians do at the door.
+        attest: {
+          own: () => this.#attestation(),
+          check: async (jws, peer) => {
+            await verifyAttestation(jws, peer, this.#o.releases(), this.#clock);
+          },
         },
-      },
-      clock: this.#o.clock,
-      log: this.#log.child(`vpn ${vpn.slice(0, 8)}`),
-      // Another member re-keyed the VPN: move to the new network, once this handler has answered.
-      onRekey: (r) => setTimeout(() => void this.#move(vpn, r), 0),
-    });
+        clock: this.#o.clock,
+        log: this.#log.child(`vpn ${vpn.slice(0, 8)}`),
+        // Another member re-keyed the VPN: move to the new network, once this handler has answered.
+        onRekey: (r) => setTimeout(() => void this.#move(vpn, r), 0),
+      });
+    let node: VpnNode;
+    try {
+      node = await start(port);
+    } catch (err) {
+      // The port picked ahead (it is in this node's credential) was taken meanwhile: listen on any
+      // other; members learn the address from this node's announcements.
+      const e = err as Error;
+      if (e?.name !== "UnsupportedListenAddressesError" && !/EADDRINUSE/.test(String(e))) throw err;
+      node = await start(0);
+    }
     const m: Membership = { vpn, node, soliciting: false };
     this.#vpns.set(vpn, m);
     let connected = 0;
