@@ -517,7 +517,10 @@ export class VpnNode {
     const topic = membersTopic(this.vpn);
     const pubsub = node.services.pubsub;
     pubsub.topicValidators.set(topic, async (from, msg) => {
-      if (!this.#verified.has(from.toString())) return TopicValidatorResult.Reject;
+      // Messages carry their own proof (signed credentials, revocations, authored addresses); the
+      // peer that forwards one may not have finished showing its credential yet, and refusing the
+      // message then would lose it (gossip remembers it as seen). Denied peers are refused.
+      if (this.isDenied(from.toString())) return TopicValidatorResult.Reject;
       try {
         await this.#onMembersMessage(
           msg.data,

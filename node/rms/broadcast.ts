@@ -212,7 +212,8 @@ export class Broadcaster {
     this.#vpns.set(node.vpn, node);
     const pubsub = node.libp2p.services.pubsub;
     pubsub.topicValidators.set(requestsTopic(node.vpn), async (from, msg) => {
-      if (!node.isVerified(from.toString())) return TopicValidatorResult.Reject;
+      // Signed content is checked below; see VpnNode for why the forwarding peer is not.
+      if (node.isDenied(from.toString())) return TopicValidatorResult.Reject;
       try {
         return await this.#onRequest(node, from.toString(), msg.data);
       } catch (err) {
@@ -221,7 +222,8 @@ export class Broadcaster {
       }
     });
     pubsub.topicValidators.set(grantsTopic(node.vpn), async (from, msg) => {
-      if (!node.isVerified(from.toString())) return TopicValidatorResult.Reject;
+      // Signed content is checked below; see VpnNode for why the forwarding peer is not.
+      if (node.isDenied(from.toString())) return TopicValidatorResult.Reject;
       try {
         const m = JSON.parse(new TextDecoder().decode(msg.data));
         if (m?.t !== "grant" || typeof m.ack !== "string") throw new Error("not a grant");

@@ -360,6 +360,7 @@ export class Rms {
   async #move(vpn: string, r: Rekey): Promise<void> {
     const m = this.#vpns.get(vpn);
     if (!m || this.#stopped) return;
+    this.#log.info("Moving to the VPN's new keys", { vpn, keyId: r.keyId });
     this.#vpns.delete(vpn);
     this.broadcaster.detach(vpn);
     clearInterval(m.timer);
@@ -524,7 +525,6 @@ export class Rms {
       node = await start(0);
     }
     const m: Membership = { vpn, node, soliciting: false };
-    this.#vpns.set(vpn, m);
     let connected = 0;
     for (const p of peers.slice(0, 8)) {
       try {
@@ -546,10 +546,11 @@ export class Rms {
         }, ms);
       }
     } else if (peers.length && !connected) {
-      this.#vpns.delete(vpn);
       await node.stop();
       throw new TrueCloudError("No member of the VPN could be reached", { code: "unreachable" });
     }
+    // A member only once it is connected: `memberships()` never shows one half-entered.
+    this.#vpns.set(vpn, m);
     await this.broadcaster.attach(node);
     await this.cdn.attach(node);
     await node.setCredential(credential); // announces this node on the roster
