@@ -132,7 +132,15 @@ export function createControlApp(nodes: ReadonlyMap<string, Rms>, token: string)
     const peer = c.req.param("peer");
     for (const m of rms.memberships()) {
       if (!m.node.roster().some((r) => r.data.member === peer)) continue;
-      return c.json({ peer, vpn: m.vpn, ...(await m.node.ping(peer)) });
+      try {
+        return c.json({ peer, vpn: m.vpn, ...(await m.node.ping(peer)) });
+      } catch (err) {
+        if (err instanceof TrueCloudError) throw err;
+        throw new TrueCloudError(`${peer} did not answer: ${(err as Error).message}`, {
+          code: "unreachable",
+          status: 504,
+        });
+      }
     }
     throw new NotFoundError(`${peer} is not a member of this node's VPNs`);
   });
