@@ -185,7 +185,14 @@ async function main(args: string[]): Promise<number> {
   console.log(`${signal}: stopping`);
   await control.shutdown();
   await Deno.remove(`${c.home}/control.json`).catch(() => {});
-  await rms.stop();
+  // Leaving withdraws records at the gateway; an unreachable gateway must not keep the agent up.
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const gaveUp = await Promise.race([
+    rms.stop().then(() => false),
+    new Promise<boolean>((r) => (timer = setTimeout(() => r(true), 20_000))),
+  ]);
+  clearTimeout(timer);
+  if (gaveUp) console.log("stopping took over 20 s; leaving anyway");
   releases.stop();
   client?.close();
   console.log("stopped");

@@ -417,7 +417,7 @@ export class Rms {
     let records;
     try {
       const f = this.#o.fetch ?? fetch;
-      const res = await f(this.#o.feedUrl);
+      const res = await f(this.#o.feedUrl, { signal: AbortSignal.timeout(15_000) });
       if (!res.ok) throw new Error(`HTTP ${res.status}`);
       records = (await readFeed(await res.text(), {
         clock: this.#clock,
