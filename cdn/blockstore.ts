@@ -274,10 +274,10 @@ export interface BlockSource {
  * gateway reads the CDN nodes' stores this way on a single host.
  */
 export class StoreSet implements BlockSource {
-  readonly #stores: BlockStore[];
+  readonly #stores: BlockSource[];
 
-  /** @param stores The stores, tried in order. */
-  constructor(stores: BlockStore[]) {
+  /** @param stores The stores (or any block sources), tried in order. */
+  constructor(stores: BlockSource[]) {
     this.#stores = stores;
   }
 

@@ -7,8 +7,8 @@
  */
 
 import type { BlockSource } from "../cdn/mod.ts";
-import { Rms, trustReleases } from "../node/mod.ts";
-import { type Logger, NodeIdentity } from "../protocol/mod.ts";
+import { loadIdentity, loadOrCreate, Rms, trustReleases } from "../node/mod.ts";
+import type { Logger, NodeIdentity } from "../protocol/mod.ts";
 
 /** Settings of {@linkcode startNodes}. */
 export interface NodesOptions {
@@ -42,30 +42,13 @@ export interface LocalNodes {
   stop(): Promise<void>;
 }
 
-async function loadOrCreate<T>(path: string, make: () => Promise<T>, mode = 0o600): Promise<T> {
-  try {
-    return JSON.parse(await Deno.readTextFile(path)) as T;
-  } catch (err) {
-    if (!(err instanceof Deno.errors.NotFound)) throw err;
-    const value = await make();
-    await Deno.writeTextFile(path, JSON.stringify(value, null, 2), { mode });
-    return value;
-  }
-}
-
 /**
  * The identity of the local cloud's node `i` (1-based), made on first use and kept.
  * @param home The local cloud's state directory.
  * @param i The node's number.
  */
 export async function nodeIdentity(home: string, i: number): Promise<NodeIdentity> {
-  const dir = `${home}/nodes/node-${i}`;
-  await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
-  const jwk = await loadOrCreate(
-    `${dir}/identity.json`,
-    async () => (await NodeIdentity.generate()).toJwk(),
-  );
-  return await NodeIdentity.fromJwk(jwk);
+  return await loadIdentity(`${home}/nodes/node-${i}`);
 }
 
 /**

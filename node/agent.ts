@@ -8,8 +8,9 @@
 
 import { parseArgs } from "node:util";
 import { resolve } from "node:path";
-import { ConfigError, JsonLogger, type LogLevel, NodeIdentity, toHex } from "../protocol/mod.ts";
+import { ConfigError, JsonLogger, type LogLevel, toHex } from "../protocol/mod.ts";
 import { createControlApp } from "./control.ts";
+import { loadIdentity, loadOrCreate } from "./state.ts";
 import { Rms, trustReleases } from "./rms/mod.ts";
 
 const USAGE = `Usage: deno task agent --home DIR --gateway URL [flags]
@@ -87,17 +88,6 @@ function config(args: string[]) {
   };
 }
 
-async function loadJson<T>(path: string, make: () => Promise<T>): Promise<T> {
-  try {
-    return JSON.parse(await Deno.readTextFile(path)) as T;
-  } catch (err) {
-    if (!(err instanceof Deno.errors.NotFound)) throw err;
-    const v = await make();
-    await Deno.writeTextFile(path, JSON.stringify(v), { mode: 0o600 });
-    return v;
-  }
-}
-
 async function main(args: string[]): Promise<number> {
   let c;
   try {
@@ -116,10 +106,8 @@ async function main(args: string[]): Promise<number> {
     ? Deno.createHttpClient({ caCerts: [await Deno.readTextFile(c.ca)] })
     : undefined;
   const f: typeof fetch = (input, init) => fetch(input, { ...init, ...(client ? { client } : {}) });
-  const identity = await NodeIdentity.fromJwk(
-    await loadJson(`${c.home}/identity.json`, async () => (await NodeIdentity.generate()).toJwk()),
-  );
-  const place = await loadJson(
+  const identity = await loadIdentity(c.home);
+  const place = await loadOrCreate(
     `${c.home}/place.json`,
     () => Promise.resolve({ location: crypto.randomUUID(), network: crypto.randomUUID() }),
   );

@@ -8,3 +8,4 @@
 export * from "./overlay/mod.ts";
 export * from "./rms/mod.ts";
 export * from "./control.ts";
+export * from "./state.ts";

@@ -293,6 +293,7 @@ export class VpnNode {
     }
     throw new TrueCloudError(`Member ${peer} cannot be reached on VPN ${this.vpn}`, {
       code: "unreachable",
+      status: 504,
     });
   }
 

@@ -35,13 +35,7 @@ import {
   type ReleaseClaim,
   verifyAttestation,
 } from "./attestation.ts";
-import {
-  BlockNotFoundError,
-  type BlockSource,
-  type CID,
-  holders,
-  readContent,
-} from "../../cdn/mod.ts";
+import { type BlockSource, type CID, holders, readContent, StoreSet } from "../../cdn/mod.ts";
 import { Broadcaster } from "./broadcast.ts";
 import { CdnExchange } from "./cdn.ts";
 import {
@@ -320,23 +314,7 @@ export class Rms {
       const members = m.node.roster().map((c) => c.data.member).filter((id) => id !== this.nodeId);
       return this.cdn.source(m.node, holders(cid.toString(), members, members.length));
     });
-    const getBlock = async (c: CID) => {
-      for (const s of sources) {
-        try {
-          return await s.getBlock(c);
-        } catch {
-          // the next VPN
-        }
-      }
-      throw new BlockNotFoundError(c);
-    };
-    yield* readContent({
-      getBlock,
-      async *get(c: CID) {
-        yield await getBlock(c);
-      },
-      has: (c: CID) => getBlock(c).then(() => true, () => false),
-    }, cid);
+    yield* readContent(new StoreSet(sources), cid);
   }
 
   /**
