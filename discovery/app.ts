@@ -54,8 +54,9 @@ export interface DiscoveryAppDeps {
   store: RecordStore;
   /** Renders a feed of at most `count` random visible records. */
   renderFeed: (count: number) => string;
-  /** Called after a submission is stored, to push it to peers. */
-  onStored?: (r: StoredRecord) => void;
+  /** Called after a submission is stored, to push it to peers; the answer waits for what it
+   * returns (the other threads serving the store having it in view). */
+  onStored?: (r: StoredRecord) => void | Promise<void>;
 }
 
 function intParam(
@@ -141,7 +142,7 @@ export function createDiscoveryApp(deps: DiscoveryAppDeps): Hono {
       }
       const jws = (await c.req.text()).trim();
       const { status, record } = await store.offer(jws, "client");
-      if (status === "stored") deps.onStored?.(record);
+      if (status === "stored") await deps.onStored?.(record);
       return c.json({
         status,
         vpn: record.data.vpn,

@@ -13,7 +13,13 @@ import { Replicator } from "./replication.ts";
 import { type OfferSource, RecordStore } from "./store.ts";
 
 /** What the threads serving one store tell each other. */
-type ChannelMessage = { kind: "stored"; jws: string; source: OfferSource } | { kind: "gc" };
+type ChannelMessage =
+  | { kind: "stored"; jws: string; source: OfferSource; seq: number; from: string }
+  | { kind: "applied"; seq: number; from: string }
+  | { kind: "gc" };
+
+/** How long a submission waits for the other threads to see it before it is answered anyway. */
+const SETTLE_MS = 2000;
 
 /** Settings and dependencies of a {@linkcode DiscoveryService}. */
 export interface DiscoveryServiceOptions {
@@ -39,6 +45,10 @@ export interface DiscoveryServiceOptions {
   /** Name of a `BroadcastChannel` shared by the instances (Workers) that serve the same store:
    * each announces its writes there, and the others refresh at once. */
   channel?: string;
+  /** How many instances share the channel, this one included (default 1). A client's submission
+   * is answered once every other instance has it in view, so a read that follows the answer sees
+   * it whichever thread serves the read. */
+  channelMembers?: number;
   /** Logger. */
   log?: Logger;
   /** Time source. */
@@ -75,6 +85,10 @@ export class DiscoveryService {
   #timers: ReturnType<typeof setInterval>[] = [];
   #started = false;
   #channel?: BroadcastChannel;
+  readonly #id = crypto.randomUUID();
+  /** Per other instance, the highest sequence number it has said it has in view. */
+  readonly #applied = new Map<string, number>();
+  readonly #settleWaiters = new Set<(force?: boolean) => void>();
 
   private constructor(store: RecordStore, opts: DiscoveryServiceOptions) {
     this.store = store;
@@ -92,7 +106,10 @@ export class DiscoveryService {
     this.app = createDiscoveryApp({
       store,
       renderFeed: this.renderFeed,
-      onStored: (r) => this.replicator.push(r),
+      onStored: (r) => {
+        this.replicator.push(r);
+        return this.#settled(store.seq);
+      },
     });
   }
 
@@ -120,14 +137,31 @@ export class DiscoveryService {
       this.#channel = ch;
       ch.onmessage = (e: MessageEvent<ChannelMessage>) => {
         const m = e.data;
-        this.store.refresh(m.kind === "gc").catch((err) =>
-          this.#log.warn("Store refresh failed", { err })
-        );
+        if (m.kind === "applied") {
+          this.#applied.set(m.from, Math.max(this.#applied.get(m.from) ?? 0, m.seq));
+          for (const wake of this.#settleWaiters) wake();
+          return;
+        }
+        this.store.refresh(m.kind === "gc").then(() => {
+          if (m.kind === "stored") {
+            ch.postMessage(
+              { kind: "applied", seq: this.store.seq, from: this.#id } satisfies ChannelMessage,
+            );
+          }
+        }).catch((err) => this.#log.warn("Store refresh failed", { err }));
         // Another thread stored a guardian's submission: the primary passes it on to the peers.
         if (primary && m.kind === "stored" && m.source === "client") this.replicator.push(m);
       };
       this.store.onChange((r, source) => {
-        ch.postMessage({ kind: "stored", jws: r.jws, source } satisfies ChannelMessage);
+        ch.postMessage(
+          {
+            kind: "stored",
+            jws: r.jws,
+            source,
+            seq: this.store.seq,
+            from: this.#id,
+          } satisfies ChannelMessage,
+        );
       });
     }
     if (primary) {
@@ -151,11 +185,35 @@ export class DiscoveryService {
     });
   }
 
+  /**
+   * Resolves once every other instance on the channel has the store up to `seq` in view, or after
+   * {@linkcode SETTLE_MS} (a thread that is stuck must not hold submissions back for good).
+   */
+  #settled(seq: number): Promise<void> {
+    const others = (this.#opts.channelMembers ?? 1) - 1;
+    const done = () => [...this.#applied.values()].filter((s) => s >= seq).length >= others;
+    if (!this.#channel || others <= 0 || done()) return Promise.resolve();
+    return new Promise((resolve) => {
+      const finish = () => {
+        clearTimeout(timer);
+        this.#settleWaiters.delete(check);
+        resolve();
+      };
+      const check = (force?: boolean) => (force || done()) && finish();
+      const timer = setTimeout(() => {
+        this.#log.warn("Other threads did not confirm a stored record in time", { seq });
+        finish();
+      }, SETTLE_MS);
+      this.#settleWaiters.add(check);
+    });
+  }
+
   /** Stops replication and timers and closes the store. */
   async close(): Promise<void> {
     for (const t of this.#timers) clearInterval(t);
     this.#timers = [];
     this.#channel?.close();
+    for (const wake of [...this.#settleWaiters]) wake(true);
     await this.replicator.stop();
     this.store.close();
   }

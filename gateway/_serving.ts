@@ -108,6 +108,7 @@ export async function startServing(
     allowPrivateAddresses: s.config.allowPrivateAddresses,
     primary: false,
     channel: `truecloud-discovery:${s.instance}`,
+    channelMembers: s.participants,
     log: log.child("discovery"),
   });
   const cdn = await openCdnEgress(s.config.cdnDir);

@@ -243,6 +243,7 @@ export class Gateway {
       allowPrivateAddresses: config.allowPrivateAddresses,
       fetch: peerFetch,
       channel: pool ? `truecloud-discovery:${instance}` : undefined,
+      channelMembers: pool ? config.workers + 1 : 1,
       log: log.child("discovery"),
     });
     const metrics = new GatewayMetrics({ defaultMetrics: true });
