@@ -3,8 +3,7 @@
  * names to content addresses (`docs/protocol/cdn.md`). Re-publishing a name is a new version;
  * older versions stay fetchable by CID. Kept in Deno KV.
  *
- * Until management-VPN credentials exist, "member" is decided by a predicate the deployment gives
- * (the local cloud: its own nodes).
+ * "Member" is decided by a predicate the node gives (on a roster of one of its management VPNs).
  *
  * @module
  */
@@ -17,6 +16,7 @@ import {
   signEnvelope,
   systemClock,
   TrueCloudError,
+  ValidationError,
   verifyEnvelope,
   z,
 } from "../protocol/mod.ts";
@@ -59,6 +59,26 @@ interface Entry {
   jws: string;
 }
 
+/** Orders two versions of a name: by time of issue, then by CID text. */
+function newer(a: Entry, b: Entry): number {
+  return a.issuedAt - b.issuedAt || (a.cid < b.cid ? -1 : a.cid > b.cid ? 1 : 0);
+}
+
+/** The `iat` of a compact JWS, read before it is verified (only to pick the time to verify at). */
+function issuedAtOf(jws: string): number {
+  try {
+    const part = jws.split(".")[1] ?? "";
+    const json = new TextDecoder().decode(
+      Uint8Array.from(atob(part.replace(/-/g, "+").replace(/_/g, "/")), (c) => c.charCodeAt(0)),
+    );
+    const iat = JSON.parse(json)?.iat;
+    if (Number.isInteger(iat)) return iat;
+  } catch {
+    // below
+  }
+  throw new ValidationError("A publish manifest needs a readable iat", { code: "invalid" });
+}
+
 /**
  * Signs a publish manifest.
  * @param publisher The member publishing.
@@ -84,13 +104,13 @@ export function signPublish(
 export class Catalogue {
   readonly #kv: Deno.Kv;
   readonly #isMember: (id: NodeId) => boolean;
-  readonly #has: (cid: CID) => Promise<boolean>;
+  readonly #has?: (cid: CID) => Promise<boolean>;
   readonly #clock: Clock;
 
   private constructor(
     kv: Deno.Kv,
     isMember: (id: NodeId) => boolean,
-    has: (cid: CID) => Promise<boolean>,
+    has: ((cid: CID) => Promise<boolean>) | undefined,
     clock: Clock,
   ) {
     this.#kv = kv;
@@ -102,11 +122,16 @@ export class Catalogue {
   /**
    * Opens a catalogue.
    * @param path Deno KV path or `:memory:`.
-   * @param deps Who is a member, whether content is held here, and the clock.
+   * @param deps Who is a member, whether content is held here (when given, {@linkcode publish}
+   * takes only manifests of content held here), and the clock.
    */
   static async open(
     path: string,
-    deps: { isMember: (id: NodeId) => boolean; has: (cid: CID) => Promise<boolean>; clock?: Clock },
+    deps: {
+      isMember: (id: NodeId) => boolean;
+      has?: (cid: CID) => Promise<boolean>;
+      clock?: Clock;
+    },
   ): Promise<Catalogue> {
     return new Catalogue(
       await Deno.openKv(path),
@@ -124,37 +149,16 @@ export class Catalogue {
    * @throws {TrueCloudError} `not_member` (403), `content_missing` (409), `stale` (409).
    */
   async publish(jws: string): Promise<PublishedObject> {
-    const env = await verifyEnvelope(jws, {
-      type: PUBLISH_TYPE,
-      audience: CDN_AUDIENCE,
-      schema: publishSchema,
-      what: "publish manifest",
-      clock: this.#clock,
-      maxBytes: 8192,
-      maxTtlSeconds: 86_400,
-    });
-    if (!this.#isMember(env.issuer)) {
-      throw new TrueCloudError("Only members of the cloud may publish", {
-        code: "not_member",
-        status: 403,
-      });
-    }
-    const cid = parseCid(env.data.cid);
-    if (!(await this.#has(cid))) {
+    const entry = await this.#verify(jws, {});
+    const cid = parseCid(entry.cid);
+    if (this.#has && !(await this.#has(cid))) {
       throw new TrueCloudError(`Content ${cid} is not stored here: upload it first`, {
         code: "content_missing",
         status: 409,
       });
     }
-    const entry: Entry = {
-      ...env.data,
-      cid: cid.toString(),
-      publisher: env.issuer,
-      issuedAt: env.issuedAt,
-      jws,
-    };
     const current = await this.#kv.get<Entry>(["name", entry.name]);
-    if (current.value && current.value.issuedAt > entry.issuedAt) {
+    if (current.value && newer(current.value, entry) > 0) {
       throw new TrueCloudError(`A newer version of ${entry.name} is published`, {
         code: "stale",
         status: 409,
@@ -170,6 +174,90 @@ export class Catalogue {
       throw new TrueCloudError("Catalogue is busy, try again", { code: "busy", status: 503 });
     }
     return this.#toObject(entry);
+  }
+
+  // Checks a manifest: now, from a member; from anyone when a member vouches for it; and when
+  // synced, as of its own time of issue (`docs/protocol/cdn.md`, "How manifests travel").
+  async #verify(jws: string, how: { synced?: boolean; vouched?: boolean }): Promise<Entry> {
+    const synced = how.synced ?? false;
+    let clock = this.#clock;
+    if (synced) {
+      const iat = issuedAtOf(jws);
+      clock = { now: () => Math.min(this.#clock.now(), iat * 1000) };
+    }
+    const env = await verifyEnvelope(jws, {
+      type: PUBLISH_TYPE,
+      audience: CDN_AUDIENCE,
+      schema: publishSchema,
+      what: "publish manifest",
+      clock,
+      maxBytes: 8192,
+      maxTtlSeconds: 86_400,
+    });
+    if (env.issuedAt * 1000 > this.#clock.now() + 30_000) {
+      throw new TrueCloudError("The manifest is issued in the future", { code: "invalid" });
+    }
+    if (!synced && !how.vouched && !this.#isMember(env.issuer)) {
+      throw new TrueCloudError("Only members of the cloud may publish", {
+        code: "not_member",
+        status: 403,
+      });
+    }
+    return {
+      ...env.data,
+      cid: parseCid(env.data.cid).toString(),
+      publisher: env.issuer,
+      issuedAt: env.issuedAt,
+      jws,
+    };
+  }
+
+  /**
+   * Takes a manifest that came over the network (gossip or sync), whatever content is held here:
+   * the newest version of its name becomes current; an older one is kept, fetchable by CID.
+   * @param jws The manifest.
+   * @param how `vouched`: a member passed it on, so its issuer need not be a member known here;
+   * `synced`: it came by sync, so it is checked as of its time of issue (and vouched for).
+   * @returns Whether it was new here (a manifest already taken is not taken, nor passed on, again).
+   * @throws {SignatureError | ValidationError | TrueCloudError} A manifest that does not hold.
+   */
+  async take(
+    jws: string,
+    how: { synced?: boolean; vouched?: boolean } = {},
+  ): Promise<{ object: PublishedObject; fresh: boolean }> {
+    const entry = await this.#verify(jws, how);
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const version = ["version", entry.name, entry.issuedAt, entry.cid];
+      const [current, known] = await this.#kv.getMany<Entry[]>([["name", entry.name], version]);
+      if (known.value) return { object: this.#toObject(entry), fresh: false };
+      let op = this.#kv.atomic().check(current).check(known)
+        .set(version, entry)
+        .set(["cid", entry.cid, entry.visibility, entry.name], entry);
+      if (!current.value || newer(current.value, entry) < 0) {
+        op = op.set(["name", entry.name], entry);
+      }
+      if ((await op.commit()).ok) return { object: this.#toObject(entry), fresh: true };
+    }
+    throw new TrueCloudError("Catalogue is busy, try again", { code: "busy", status: 503 });
+  }
+
+  /**
+   * The manifests of the newest version of each name after `after`, in name order, as many as fit
+   * in `maxBytes` of text (at least one): what a `list` request answers.
+   * @param after The last name the asker has ("" for the start).
+   * @param maxBytes How much manifest text to give.
+   */
+  async manifests(after: string, maxBytes = 48 * 1024): Promise<{ jws: string[]; more: boolean }> {
+    const jws: string[] = [];
+    let bytes = 0;
+    const selector = after ? { prefix: ["name"], start: ["name", after] } : { prefix: ["name"] };
+    for await (const e of this.#kv.list<Entry>(selector)) {
+      if (e.value.name === after) continue;
+      if (jws.length && bytes + e.value.jws.length > maxBytes) return { jws, more: true };
+      jws.push(e.value.jws);
+      bytes += e.value.jws.length;
+    }
+    return { jws, more: false };
   }
 
   #toObject(e: Entry): PublishedObject {
@@ -201,6 +289,18 @@ export class Catalogue {
       found ??= e.value;
     }
     return found && this.#toObject(found);
+  }
+
+  /** Every live published CID, whichever version of a name it is. */
+  async objects(): Promise<CID[]> {
+    const out: CID[] = [];
+    let last = "";
+    for await (const e of this.#kv.list<Entry>({ prefix: ["cid"] })) {
+      if (e.value.cid === last || !this.#live(e.value)) continue;
+      last = e.value.cid;
+      out.push(parseCid(e.value.cid));
+    }
+    return out;
   }
 
   /** The newest live publication of every name. */

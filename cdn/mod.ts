@@ -13,3 +13,4 @@ export * from "./source.ts";
 export * from "./car.ts";
 export * from "./placement.ts";
 export * from "./repair.ts";
+export * from "./uplink.ts";

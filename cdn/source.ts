@@ -33,17 +33,29 @@ async function whole(it: AsyncIterable<Uint8Array>): Promise<Uint8Array> {
   return concatBytes(parts);
 }
 
+/** What a gateway needs of a catalogue: a {@linkcode Catalogue}, or an uplink's view of one. */
+export type CatalogueView = Pick<Catalogue, "byName" | "byCid" | "list">;
+
+/** Reads an object's bytes, or a range of them. */
+export type ObjectReader = (
+  cid: CID,
+  range?: { offset: number; length: number },
+) => AsyncIterable<Uint8Array>;
+
 /**
  * Builds the content source of a gateway.
  * @param catalogue What is published.
- * @param store Where the blocks are.
+ * @param store Where the blocks are, or a reader of whole objects.
  * @param options Edge cache size in bytes (default 64 MiB).
  */
 export function gatewaySource(
-  catalogue: Catalogue,
-  store: BlockSource,
+  catalogue: CatalogueView,
+  store: BlockSource | ObjectReader,
   options: { cacheBytes?: number } = {},
 ): ContentSource & { cache: LRUCache<string, Uint8Array> } {
+  const readObject: ObjectReader = typeof store === "function"
+    ? store
+    : (cid, range) => readContent(store, cid, range);
   const cache = new LRUCache<string, Uint8Array>({
     maxSize: options.cacheBytes ?? 64 * 1024 * 1024,
     sizeCalculation: (v) => Math.max(1, v.length),
@@ -82,10 +94,10 @@ export function gatewaySource(
       if (!bytes) {
         const obj = await catalogue.byCid(cid);
         if (!obj || obj.size > EDGE_CACHE_OBJECT_LIMIT) {
-          yield* readContent(store, cid, range);
+          yield* readObject(cid, range);
           return;
         }
-        bytes = await whole(readContent(store, cid));
+        bytes = await whole(readObject(cid));
         cache.set(key, bytes);
       }
       yield range ? bytes.subarray(range.offset, range.offset + range.length) : bytes;

@@ -9,8 +9,7 @@
  */
 
 import { buildDevelopmentRelease, TimestampRefresher } from "../library/mod.ts";
-import { BlockStore, Catalogue, StoreSet } from "../cdn/mod.ts";
-import { CdnRepairLoop } from "./cdn_repair.ts";
+import { BlockStore } from "../cdn/mod.ts";
 import { type LocalNodes, nodeIdentity, startNodes } from "./nodes.ts";
 import { type PublishedSample, publishSamples } from "./samples.ts";
 import { Gateway, type GatewayConfig } from "../gateway/mod.ts";
@@ -61,8 +60,6 @@ export class LocalCloud {
   readonly #home: string;
   readonly #log: Logger;
   readonly #refresher: TimestampRefresher;
-  readonly #catalogue: Catalogue;
-  readonly #cdnRepair: CdnRepairLoop;
   /** The sample CDN content published at start. */
   readonly samples: PublishedSample[];
 
@@ -74,13 +71,9 @@ export class LocalCloud {
     client: Deno.HttpClient,
     log: Logger,
     refresher: TimestampRefresher,
-    catalogue: Catalogue,
     samples: PublishedSample[],
-    cdnRepair: CdnRepairLoop,
   ) {
-    this.#cdnRepair = cdnRepair;
     this.#refresher = refresher;
-    this.#catalogue = catalogue;
     this.samples = samples;
     this.gateway = replicas[0];
     this.replicas = replicas;
@@ -123,26 +116,16 @@ export class LocalCloud {
       snapshotSigner: release.snapshotSigner,
       log: log.child("timestamp"),
     });
-    // The CDN of the local cloud: the block stores of the first five node agents (each bounded by
-    // the CDN share of what its node lends, and counted against it), and the catalogue, which the
-    // gateway serves at /cdn. Objects are placed on three of the live holders by their node ids; a
-    // node that has stopped, or whose store vanishes, is gone, and its objects are copied on.
-    // Publishers must be members: on the roster of a management VPN the nodes are in.
+    // The CDN of the local cloud: every node agent keeps a block store (bounded by the CDN share of
+    // what its node lends, and counted against it) and a catalogue; objects are placed on three of
+    // the live holders each node sees, which pull them over their VPNs. The gateway serves /cdn
+    // through the last node, its uplink, which reads from the holders over its VPNs.
+    const count = options.nodes ?? 12;
     const cdnNodes = new Map<string, BlockStore>();
-    for (let i = 1; i <= Math.min(5, options.nodes ?? 12); i++) {
+    for (let i = 1; i <= count; i++) {
       const id = (await nodeIdentity(home, i)).nodeId;
       cdnNodes.set(id, await BlockStore.open(`${home}/cdn/nodes/${id}`, CDN_QUOTA));
     }
-    const cdnBlocks = new StoreSet([...cdnNodes.values()]);
-    const running: { nodes?: LocalNodes } = {};
-    const isMember = (id: string) =>
-      [...(running.nodes?.nodes.values() ?? [])].some((n) =>
-        n.memberships().some((m) => m.node.roster().some((c) => c.data.member === id))
-      );
-    const catalogue = await Catalogue.open(`${home}/cdn/catalogue.kv`, {
-      isMember,
-      has: (cid) => cdnBlocks.has(cid),
-    });
     const client = Deno.createHttpClient({ caCerts: [tls.cert] });
     const peerFetch: typeof fetch = (input, init) => fetch(input, { ...init, client });
 
@@ -167,7 +150,9 @@ export class LocalCloud {
             : 1,
           logLevel: options.logLevel ?? "warn",
           repository: i === 1 ? `${home}/repository` : undefined,
-          cdnDir: i === 1 ? `${home}/cdn` : undefined,
+          cdnUplink: i === 1
+            ? { controlFile: `${home}/control.json`, node: `node-${count}` }
+            : undefined,
         };
         replicas.push(
           await Gateway.start(config, {
@@ -195,20 +180,8 @@ export class LocalCloud {
         cdnStore: (id) => cdnNodes.get(id),
         log: log.child("nodes"),
       });
-      running.nodes = nodes;
-      // The first node publishes the samples.
-      const first = await nodeIdentity(home, 1);
-      const samples = await publishSamples(cdnNodes.get(first.nodeId)!, catalogue, first);
-      const agents = new Map([...nodes.nodes.values()].map((n) => [n.nodeId, n]));
-      const cdnRepair = new CdnRepairLoop(
-        home,
-        cdnNodes,
-        catalogue,
-        log.child("cdn"),
-        undefined,
-        (id) => (agents.get(id)?.memberships().length ?? 0) > 0,
-      );
-      await cdnRepair.run();
+      // The first node publishes the samples; the holders pull them.
+      const samples = await publishSamples(nodes.nodes.get("node-1")!.cdn);
       log.info("Sample content published", { samples });
       // The nodes' control API, for `deno task node`: loopback, a token in a file only we read.
       const token = toHex(crypto.getRandomValues(new Uint8Array(32)));
@@ -222,25 +195,12 @@ export class LocalCloud {
         { mode: 0o600 },
       );
       refresher.start();
-      cdnRepair.start();
-      return new LocalCloud(
-        replicas,
-        nodes,
-        control,
-        home,
-        client,
-        log,
-        refresher,
-        catalogue,
-        samples,
-        cdnRepair,
-      );
+      return new LocalCloud(replicas, nodes, control, home, client, log, refresher, samples);
     } catch (err) {
       await control?.shutdown().catch(() => {});
       await nodes?.stop().catch(() => {});
       for (const r of replicas) await r.stop().catch(() => {});
       client.close();
-      catalogue.close();
       throw err;
     }
   }
@@ -263,8 +223,6 @@ export class LocalCloud {
   /** Stops the nodes (they withdraw their records), then every replica. */
   async stop(): Promise<void> {
     this.#refresher.stop();
-    await this.#cdnRepair.stop();
-    this.#catalogue.close();
     await this.#control.shutdown();
     await Deno.remove(`${this.#home}/control.json`).catch(() => {});
     await this.nodes.stop();

@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { BlockSource } from "../cdn/mod.ts";
+import type { BlockStore } from "../cdn/mod.ts";
 import { loadIdentity, loadOrCreate, Rms, trustReleases } from "../node/mod.ts";
 import type { Logger, NodeIdentity } from "../protocol/mod.ts";
 
@@ -27,7 +27,7 @@ export interface NodesOptions {
   /** Bytes of a node's lent disk held for the cloud outside grants (its CDN store), by node id. */
   held?: (nodeId: string) => number;
   /** A node's CDN store, by node id. */
-  cdnStore?: (nodeId: string) => BlockSource | undefined;
+  cdnStore?: (nodeId: string) => BlockStore | undefined;
   /** Logger. */
   log: Logger;
 }
@@ -106,6 +106,7 @@ export async function startNodes(o: NodesOptions): Promise<LocalNodes> {
           guestPerAddressPerSecond: 1000,
           contribution: { diskBytes: 8 * 1024 ** 3, diskPath: o.home, cpuMillicores: 500 },
           ledgerPath: `${dir}/${name}/ledger.kv`,
+          cataloguePath: `${dir}/${name}/catalogue.kv`,
           retryMs: 2000,
           log: o.log.child(name),
         }),

@@ -6,8 +6,7 @@
  */
 
 import { createHash } from "node:crypto";
-import { addContent, type BlockStore, type Catalogue, signPublish } from "../cdn/mod.ts";
-import type { NodeIdentity } from "../protocol/mod.ts";
+import type { CdnNode } from "../node/rms/mod.ts";
 
 /** Deterministic bytes (SHA-256 in counter mode), so the sample's CID is the same at every start. */
 function deterministic(n: number, label: string): Uint8Array {
@@ -28,16 +27,10 @@ export interface PublishedSample {
 }
 
 /**
- * Adds the samples to a block store and publishes them in a catalogue.
- * @param store The CDN node's blocks.
- * @param catalogue The catalogue.
- * @param publisher A member.
+ * Publishes the samples from a node: it stores them, and the holders placement picks pull them.
+ * @param cdn The publishing node's part in the CDN (a member, with a store).
  */
-export async function publishSamples(
-  store: BlockStore,
-  catalogue: Catalogue,
-  publisher: NodeIdentity,
-): Promise<PublishedSample[]> {
+export async function publishSamples(cdn: CdnNode): Promise<PublishedSample[]> {
   const samples: {
     name: string;
     type: string;
@@ -70,21 +63,11 @@ export async function publishSamples(
   ];
   const out: PublishedSample[] = [];
   for (const s of samples) {
-    const { cid, size } = await addContent(store, s.bytes);
-    const jws = await signPublish(publisher, {
-      v: 1,
+    const { cid } = await cdn.publish(s.bytes, {
       name: s.name,
-      cid: cid.toString(),
-      size,
       type: s.type,
       visibility: s.visibility,
     });
-    try {
-      await catalogue.publish(jws);
-    } catch (err) {
-      // Published at an earlier start within the same second: the catalogue already has it.
-      if (!(err instanceof Error && "code" in err && err.code === "stale")) throw err;
-    }
     out.push({ name: s.name, cid: cid.toString(), visibility: s.visibility });
   }
   return out;

@@ -1,6 +1,7 @@
-// The gateway's CDN egress, when its configuration names a CDN directory that exists: a read-only
-// catalogue, the CDN nodes' block stores on this host (`nodes/*`, or a single `blocks`), and the
-// edge cache. Publishing happens inside the cloud.
+// The gateway's CDN egress: through a node agent on this host (the uplink: public content only,
+// fetched by the agent over its VPNs), or from a CDN directory that exists: a read-only catalogue,
+// the CDN nodes' block stores on this host (`nodes/*`, or a single `blocks`). Both with the edge
+// cache. Publishing happens inside the cloud.
 import type { Hono } from "hono";
 import {
   BlockStore,
@@ -8,15 +9,32 @@ import {
   cdnFastPath,
   createCdnApp,
   gatewaySource,
+  openUplink,
   StoreSet,
+  type UplinkOptions,
 } from "../cdn/mod.ts";
 
-/** Opens the CDN egress, or gives `undefined` when there is no CDN directory. */
+/** The CDN egress of a gateway. */
+export interface CdnEgress {
+  app: Hono;
+  fast: (req: Request) => Response | undefined;
+  close(): void;
+}
+
+/**
+ * Opens the CDN egress, or gives `undefined` when there is no uplink and no CDN directory.
+ * @param dir The CDN directory.
+ * @param uplink The node agent to read the CDN through, which wins over the directory.
+ */
 export async function openCdnEgress(
   dir: string | undefined,
-): Promise<
-  { app: Hono; fast: (req: Request) => Response | undefined; close(): void } | undefined
-> {
+  uplink?: UplinkOptions,
+): Promise<CdnEgress | undefined> {
+  if (uplink) {
+    const view = openUplink(uplink);
+    const source = gatewaySource(view, view.read);
+    return { app: createCdnApp(source), fast: cdnFastPath(source), close: () => {} };
+  }
   if (!dir) return undefined;
   try {
     if (!(await Deno.stat(dir)).isDirectory) return undefined;

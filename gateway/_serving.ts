@@ -111,7 +111,7 @@ export async function startServing(
     channelMembers: s.participants,
     log: log.child("discovery"),
   });
-  const cdn = await openCdnEgress(s.config.cdnDir);
+  const cdn = await openCdnEgress(s.config.cdnDir, s.config.cdnUplink);
   const metrics = new GatewayMetrics();
   const exchange = metricsExchange(s.instance, metrics, s.participants);
   const app = createGatewayApp({

@@ -48,6 +48,9 @@ export interface GatewayConfig {
   repository?: string;
   /** The CDN's directory (blocks and catalogue) served at `/cdn` (default `HOME/cdn`). */
   cdnDir?: string;
+  /** The CDN through a node agent on this host instead: its `control.json`, and which of its
+   * nodes to ask (default the first). */
+  cdnUplink?: { controlFile: string; node?: string };
   /** Key files of the online roles, re-signed before they expire (both or neither). */
   onlineKeys?: { timestamp: string; snapshot: string; passphraseFile: string };
 }
@@ -82,6 +85,8 @@ const SETTINGS = {
   accessLog: { flag: "access-log", env: "TRUECLOUD_ACCESS_LOG", boolean: true },
   repository: { flag: "repository", env: "TRUECLOUD_REPOSITORY" },
   cdnDir: { flag: "cdn-dir", env: "TRUECLOUD_CDN_DIR" },
+  cdnUplink: { flag: "cdn-uplink", env: "TRUECLOUD_CDN_UPLINK" },
+  cdnUplinkNode: { flag: "cdn-uplink-node", env: "TRUECLOUD_CDN_UPLINK_NODE" },
   timestampKey: { flag: "timestamp-key", env: "TRUECLOUD_TIMESTAMP_KEY" },
   snapshotKey: { flag: "snapshot-key", env: "TRUECLOUD_SNAPSHOT_KEY" },
   onlinePassphrase: { flag: "online-passphrase-file", env: "TRUECLOUD_ONLINE_PASSPHRASE_FILE" },
@@ -109,6 +114,9 @@ Flags (each also read from the environment variable shown; a flag wins):
   --access-log                  log every request                      TRUECLOUD_ACCESS_LOG (false)
   --repository DIR              release repository (/tuf, /installers) TRUECLOUD_REPOSITORY (HOME/repository)
   --cdn-dir DIR                 CDN blocks and catalogue (/cdn)        TRUECLOUD_CDN_DIR (HOME/cdn)
+  --cdn-uplink FILE             or the CDN through a node agent here:  TRUECLOUD_CDN_UPLINK
+                                its control.json
+  --cdn-uplink-node NAME        which of the agent's nodes to ask      TRUECLOUD_CDN_UPLINK_NODE (the first)
   --timestamp-key FILE, --snapshot-key FILE, --online-passphrase-file FILE
                                 online keys: keep the repository fresh TRUECLOUD_TIMESTAMP_KEY, …_SNAPSHOT_KEY,
                                                                        …_ONLINE_PASSPHRASE_FILE
@@ -303,6 +311,9 @@ export function loadGatewayConfig(source: ConfigSource): GatewayConfig | "help" 
     accessLog: accessLog!,
     repository: raw(SETTINGS.repository) ?? `${home}/repository`,
     cdnDir: raw(SETTINGS.cdnDir) ?? `${home}/cdn`,
+    cdnUplink: raw(SETTINGS.cdnUplink)
+      ? { controlFile: raw(SETTINGS.cdnUplink)!, node: raw(SETTINGS.cdnUplinkNode) }
+      : undefined,
     onlineKeys: ts && snap && pass
       ? { timestamp: ts, snapshot: snap, passphraseFile: pass }
       : undefined,

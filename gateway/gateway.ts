@@ -255,7 +255,7 @@ export class Gateway {
     ]);
     const limiter = config.rateLimit ? new RateLimiter(config.rateLimit) : undefined;
 
-    const cdn = pool ? undefined : await openCdnEgress(config.cdnDir);
+    const cdn = pool ? undefined : await openCdnEgress(config.cdnDir, config.cdnUplink);
     let front: Front;
     let exchange: ReturnType<typeof metricsExchange> | undefined;
     try {

@@ -12,6 +12,7 @@ import { ConfigError, JsonLogger, type LogLevel, toHex } from "../protocol/mod.t
 import { createControlApp } from "./control.ts";
 import { loadIdentity, loadOrCreate } from "./state.ts";
 import { Rms, trustReleases } from "./rms/mod.ts";
+import { BlockStore } from "../cdn/mod.ts";
 
 const USAGE = `Usage: deno task agent --home DIR --gateway URL [flags]
 
@@ -27,6 +28,7 @@ Runs one node agent until interrupted.
   --behind-nat               others cannot dial this address: listen through relays
   --max-vpns N               management VPNs to hold, 1 to 4 (2)
   --disk BYTES               disk lent to the cloud (1 GiB)
+  --cdn BYTES                the part of it that holds CDN content (a quarter of --disk; 0: none)
   --found N                  found a VPN of at most N members if in none after joining fails
   --allow-private-addresses  accept records with private addresses (test networks)
   --log-level L              debug, info, warn, error (info)`;
@@ -44,6 +46,7 @@ function config(args: string[]) {
       "behind-nat": { type: "boolean" },
       "max-vpns": { type: "string" },
       disk: { type: "string" },
+      cdn: { type: "string" },
       found: { type: "string" },
       "allow-private-addresses": { type: "boolean" },
       "log-level": { type: "string" },
@@ -65,6 +68,7 @@ function config(args: string[]) {
   };
   const maxVpns = int("max-vpns", values["max-vpns"], 2, 1, 4);
   const disk = int("disk", values.disk, 1024 ** 3, 0, Number.MAX_SAFE_INTEGER);
+  const cdn = int("cdn", values.cdn, Math.floor(disk / 4), 0, disk);
   const found = values.found === undefined ? undefined : int("found", values.found, 16, 2, 256);
   const level = (values["log-level"] ?? "info") as LogLevel;
   if (!["debug", "info", "warn", "error"].includes(level)) {
@@ -82,6 +86,7 @@ function config(args: string[]) {
     behindNat: values["behind-nat"] ?? false,
     maxVpns,
     disk,
+    cdn,
     found,
     allowPrivate: values["allow-private-addresses"] ?? false,
     level,
@@ -125,6 +130,8 @@ async function main(args: string[]): Promise<number> {
     console.error(`agent: cannot trust the release repository: ${(err as Error).message}`);
     return 1;
   }
+  // The CDN store: objects placement gives this node, within its share of the lent disk.
+  const cdnStore = c.cdn > 0 ? await BlockStore.open(`${c.home}/cdn`, c.cdn) : undefined;
   const rms = await Rms.start({
     identity,
     location: place.location,
@@ -140,6 +147,9 @@ async function main(args: string[]): Promise<number> {
     reachable: !c.behindNat,
     contribution: { diskBytes: c.disk, diskPath: c.home },
     ledgerPath: `${c.home}/ledger.kv`,
+    cataloguePath: `${c.home}/catalogue.kv`,
+    cdnStore,
+    held: () => cdnStore?.used ?? 0,
     retryMs: 2000,
     log,
   });

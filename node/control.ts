@@ -11,13 +11,14 @@ import {
   methodNotAllowed,
   nodeIdSchema,
   NotFoundError,
+  parseRanges,
   parseWith,
   toHttpError,
   TrueCloudError,
   uuidSchema,
   z,
 } from "../protocol/mod.ts";
-import { parseCid } from "../cdn/mod.ts";
+import { type CID, parseCid, publishSchema } from "../cdn/mod.ts";
 import type { Rms } from "./rms/mod.ts";
 
 const askSchema = z.strictObject({
@@ -36,6 +37,7 @@ export interface NodeReport {
   name: string;
   id: string;
   maxVpns: number;
+  stopped: boolean;
   vpns: ReturnType<Rms["status"]>;
   entitlement: ReturnType<Rms["entitlement"]>;
   broadcast: ReturnType<Rms["broadcaster"]["stats"]>;
@@ -48,11 +50,54 @@ function report(name: string, rms: Rms): NodeReport {
     name,
     id: rms.nodeId,
     maxVpns: rms.maxVpns,
+    stopped: rms.stopped,
     vpns: rms.status(),
     entitlement: rms.entitlement(),
     broadcast: rms.broadcaster.stats(),
     memory: Deno.memoryUsage(),
   };
+}
+
+function cidParam(text: string): CID {
+  try {
+    return parseCid(text);
+  } catch (err) {
+    throw new TrueCloudError((err as Error).message, { code: "invalid", status: 400 });
+  }
+}
+
+// An object's bytes as a response. The first chunk decides the status: a missing object is a 404,
+// not a broken 200.
+async function streamed(
+  bytes: AsyncGenerator<Uint8Array>,
+  cid: CID,
+  partial?: { status: number; headers: Record<string, string> },
+): Promise<Response> {
+  const it = bytes[Symbol.asyncIterator]();
+  let first: IteratorResult<Uint8Array>;
+  try {
+    first = await it.next();
+  } catch (err) {
+    throw new NotFoundError(`No member reachable holds ${cid}: ${(err as Error).message}`);
+  }
+  const body = new ReadableStream<Uint8Array>({
+    start(ctl) {
+      if (!first.done) ctl.enqueue(first.value);
+      else ctl.close();
+    },
+    async pull(ctl) {
+      const { value, done } = await it.next();
+      if (done) ctl.close();
+      else ctl.enqueue(value);
+    },
+    async cancel() {
+      await it.return?.(undefined);
+    },
+  });
+  return new Response(body, {
+    status: partial?.status ?? 200,
+    headers: { "content-type": "application/octet-stream", ...partial?.headers },
+  });
 }
 
 /**
@@ -63,8 +108,15 @@ function report(name: string, rms: Rms): NodeReport {
  */
 export function createControlApp(nodes: ReadonlyMap<string, Rms>, token: string): Hono {
   const app = new Hono();
-  const find = (key: string): [string, Rms] => {
-    for (const [name, rms] of nodes) if (name === key || rms.nodeId === key) return [name, rms];
+  // A node by name or id; a stopped one only shows its status.
+  const find = (key: string, stoppedToo = false): [string, Rms] => {
+    for (const [name, rms] of nodes) {
+      if (name !== key && rms.nodeId !== key) continue;
+      if (rms.stopped && !stoppedToo) {
+        throw new TrueCloudError(`${name} is stopped`, { code: "stopped", status: 409 });
+      }
+      return [name, rms];
+    }
     throw new NotFoundError(`No node ${key} here`);
   };
   app.use(async (c, next) => {
@@ -84,7 +136,14 @@ export function createControlApp(nodes: ReadonlyMap<string, Rms>, token: string)
     await next();
   });
   app.get("/nodes", (c) => c.json({ nodes: [...nodes].map(([n, r]) => report(n, r)) }));
-  app.get("/nodes/:node", (c) => c.json(report(...find(c.req.param("node")))));
+  app.get("/nodes/:node", (c) => c.json(report(...find(c.req.param("node"), true))));
+  // Stops a node agent of a local cloud for good (until the cloud restarts): it leaves its VPNs,
+  // and the others see it gone.
+  app.post("/nodes/:node/stop", async (c) => {
+    const [name, rms] = find(c.req.param("node"), true);
+    await rms.stop();
+    return c.json({ stopped: name, node: report(name, rms) });
+  });
   app.post("/nodes/:node/join", async (c) => {
     const [name, rms] = find(c.req.param("node"));
     const joined = await rms.fill();
@@ -144,32 +203,68 @@ export function createControlApp(nodes: ReadonlyMap<string, Rms>, token: string)
     }
     throw new NotFoundError(`${peer} is not a member of this node's VPNs`);
   });
-  app.get("/nodes/:node/cdn/:cid", (c) => {
+  // The CDN: the catalogue, publishing, members' reads, and the gateway's uplink (public only).
+  app.get("/nodes/:node/cdn", async (c) => {
     const [, rms] = find(c.req.param("node"));
-    let cid;
-    try {
-      cid = parseCid(c.req.param("cid"));
-    } catch (err) {
-      throw new TrueCloudError((err as Error).message, { code: "invalid", status: 400 });
-    }
-    const it = rms.readCdn(cid)[Symbol.asyncIterator]();
-    // The first block decides the status: a missing object is a 404, not a broken 200.
-    return it.next().then((first) => {
-      const body = new ReadableStream<Uint8Array>({
-        start(ctl) {
-          if (!first.done) ctl.enqueue(first.value);
-          else ctl.close();
-        },
-        async pull(ctl) {
-          const { value, done } = await it.next();
-          if (done) ctl.close();
-          else ctl.enqueue(value);
-        },
-      });
-      return new Response(body, { headers: { "content-type": "application/octet-stream" } });
-    }, (err) => {
-      throw new NotFoundError(`No member reachable holds ${cid}: ${(err as Error).message}`);
+    const objects = (await rms.cdn.catalogue.list()).map((o) => ({ ...o, cid: o.cid.toString() }));
+    return c.json({
+      objects,
+      keepsStore: rms.cdn.keepsStore,
+      liveHolders: rms.cdn.liveHolders(),
     });
+  });
+  app.post("/nodes/:node/cdn", async (c) => {
+    const [, rms] = find(c.req.param("node"));
+    const q = c.req.query();
+    const meta = parseWith(
+      publishSchema.pick({ name: true, type: true, visibility: true, expires: true }),
+      {
+        name: q.name,
+        type: q.type ?? c.req.header("content-type") ?? "application/octet-stream",
+        visibility: q.visibility ?? "public",
+        ...(q.expires ? { expires: q.expires } : {}),
+      },
+      "publication",
+    );
+    const body = c.req.raw.body;
+    if (!body) throw new TrueCloudError("Send the content as the body", { code: "invalid" });
+    const obj = await rms.cdn.publish(body, meta);
+    return c.json({ ...obj, cid: obj.cid.toString() }, 201);
+  });
+  app.get("/nodes/:node/cdn/public", async (c) => {
+    const [, rms] = find(c.req.param("node"));
+    const objects = (await rms.cdn.publicObjects()).map((o) => ({
+      name: o.name,
+      cid: o.cid.toString(),
+      size: o.size,
+      type: o.type,
+    }));
+    return c.json({ objects });
+  });
+  app.get("/nodes/:node/cdn/public/:cid", async (c) => {
+    const [, rms] = find(c.req.param("node"));
+    const obj = await rms.cdn.publicObject(cidParam(c.req.param("cid")));
+    const ranges = parseRanges(c.req.header("range") ?? "", obj.size);
+    if (ranges === "unsatisfiable" || (ranges && ranges.length !== 1)) {
+      throw new TrueCloudError("The uplink serves one satisfiable range", {
+        code: "range_not_satisfiable",
+        status: 416,
+      });
+    }
+    const r = ranges?.[0];
+    const range = r && { offset: r.start, length: r.end - r.start + 1 };
+    return await streamed(
+      rms.cdn.read(obj.cid, range),
+      obj.cid,
+      r && {
+        status: 206,
+        headers: { "content-range": `bytes ${r.start}-${r.end}/${obj.size}` },
+      },
+    );
+  });
+  app.get("/nodes/:node/cdn/:cid", async (c) => {
+    const [, rms] = find(c.req.param("node"));
+    return await streamed(rms.readCdn(cidParam(c.req.param("cid"))), cidParam(c.req.param("cid")));
   });
   app.all("/nodes", methodNotAllowed("GET, HEAD"));
   app.notFound((c) =>

@@ -10,6 +10,7 @@
 
 import { parseArgs } from "node:util";
 import { resolve } from "node:path";
+import { getMimeType } from "hono/utils/mime";
 import type { NodeReport } from "./control.ts";
 
 const USAGE = `Usage: deno task node <command> [flags]
@@ -20,11 +21,15 @@ Commands:
   entitlement           contribution, entitlement, use and what each node gives
   join                  make a node join VPNs until it holds as many as it may (needs --node)
   leave VPN             make a node leave a VPN (needs --node)
+  stop                  stop a node agent for good: it leaves its VPNs (needs --node)
   request               broadcast a storage request and list the offers (needs --node, --bytes)
   ping MEMBER           reach a member over the VPN (needs --node): round trip, direct or relayed
   revoke VPN MEMBER     revoke a member of a VPN and re-key the VPN (needs --node; --reason TEXT)
   cdn-get CID           fetch a CDN object from the members holding it, members-only content too
                         (needs --node; --out FILE, else standard output)
+  cdn-put FILE          publish a file on the CDN from a node that keeps a CDN store (needs --node,
+                        --name; --visibility public|members, --type, --expires)
+  cdn-ls                the CDN catalogue as a node knows it, and the live holders (needs --node)
 
 Flags:
   --node NAME|ID        one node (node-3, or its 12D3KooW… id); default every node
@@ -32,6 +37,10 @@ Flags:
   --count N             offers wanted, for request (8)
   --out FILE            where cdn-get writes
   --reason TEXT         why, for revoke
+  --name NAME           the name to publish under (path-like: docs/guide.html)
+  --visibility V        public (served by the gateway) or members (over the VPNs only); public
+  --type TYPE           the media type (guessed from the file name)
+  --expires TIME        when the publication ends (RFC 3339)
   --json                print JSON
   --home DIR            the local cloud's state directory (TRUECLOUD_HOME, ./.truecloud)
   --help                show this text`;
@@ -52,6 +61,11 @@ function short(id: string): string {
 
 class CliError extends Error {}
 
+// Media types by file extension, as Hono knows them (text with its charset).
+function guessType(path: string): string {
+  return getMimeType(path) ?? "application/octet-stream";
+}
+
 async function call(
   home: string,
   method: string,
@@ -69,6 +83,7 @@ async function open(
   path: string,
   body?: unknown,
 ): Promise<Response> {
+  const raw = body instanceof ReadableStream;
   let control: { url: string; token: string };
   try {
     control = JSON.parse(await Deno.readTextFile(`${home}/control.json`));
@@ -84,9 +99,9 @@ async function open(
       method,
       headers: {
         authorization: `Bearer ${control.token}`,
-        ...(body ? { "content-type": "application/json" } : {}),
+        ...(body && !raw ? { "content-type": "application/json" } : {}),
       },
-      body: body ? JSON.stringify(body) : undefined,
+      body: raw ? body : body ? JSON.stringify(body) : undefined,
     });
   } catch {
     throw new CliError(`the cloud under ${home} does not answer at ${control.url}; is it running?`);
@@ -103,11 +118,13 @@ function printStatus(nodes: NodeReport[]): void {
     const e = n.entitlement;
     const peers = n.vpns.reduce((s, v) => s + v.connected, 0);
     console.log(
-      `${n.name.padEnd(8)} ${short(n.id)}  vpns ${n.vpns.length}/${n.maxVpns}  peers ${
-        String(peers).padStart(2)
-      }  storage ${bytes(e.use.storageBytes)} used of ${
-        bytes(e.entitlement.storageBytes)
-      } entitled, ${bytes(e.given.storageBytes)} given`,
+      `${n.name.padEnd(8)} ${short(n.id)}  ${
+        n.stopped ? "stopped  " : ""
+      }vpns ${n.vpns.length}/${n.maxVpns}  peers ${String(peers).padStart(2)}  storage ${
+        bytes(e.use.storageBytes)
+      } used of ${bytes(e.entitlement.storageBytes)} entitled, ${
+        bytes(e.given.storageBytes)
+      } given`,
     );
   }
 }
@@ -165,6 +182,10 @@ async function main(args: string[]): Promise<number> {
         count: { type: "string" },
         out: { type: "string" },
         reason: { type: "string" },
+        name: { type: "string" },
+        visibility: { type: "string" },
+        type: { type: "string" },
+        expires: { type: "string" },
         json: { type: "boolean" },
         home: { type: "string" },
         help: { type: "boolean" },
@@ -210,6 +231,14 @@ async function main(args: string[]): Promise<number> {
         if (!values.json) console.log(`${nodes[0].name} left ${result.left}`);
         break;
       }
+      case "stop": {
+        if (!node) throw new CliError("stop needs --node NAME|ID");
+        if (rest.length) throw new CliError("stop takes no arguments");
+        result = await call(home, "POST", `/nodes/${node}/stop`);
+        nodes = [result.node as NodeReport];
+        if (!values.json) console.log(`${nodes[0].name} stopped`);
+        break;
+      }
       case "cdn-get": {
         if (!node) throw new CliError("cdn-get needs --node NAME|ID");
         if (rest.length !== 1) throw new CliError("cdn-get needs the object's CID");
@@ -229,6 +258,60 @@ async function main(args: string[]): Promise<number> {
         if (values.out) {
           (out as Deno.FsFile).close();
           console.error(`${n} bytes written to ${values.out}`);
+        }
+        return 0;
+      }
+      case "cdn-put": {
+        if (!node) throw new CliError("cdn-put needs --node NAME|ID");
+        if (rest.length !== 1) throw new CliError("cdn-put needs the file to publish");
+        if (!values.name) throw new CliError("cdn-put needs --name NAME");
+        const visibility = values.visibility ?? "public";
+        if (!["public", "members"].includes(visibility)) {
+          throw new CliError("--visibility must be public or members");
+        }
+        const path = resolve(base, rest[0]);
+        let file: Deno.FsFile;
+        try {
+          file = await Deno.open(path);
+        } catch (err) {
+          throw new CliError(`cannot read ${rest[0]}: ${(err as Error).message}`);
+        }
+        const q = new URLSearchParams({
+          name: values.name,
+          visibility,
+          type: values.type ?? guessType(path),
+          ...(values.expires ? { expires: values.expires } : {}),
+        });
+        result = await call(home, "POST", `/nodes/${node}/cdn?${q}`, file.readable);
+        if (values.json) console.log(JSON.stringify(result, null, 2));
+        else {
+          console.log(
+            `published ${result.name} (${result.visibility}): ${result.cid}, ${
+              bytes(Number(result.size))
+            }`,
+          );
+        }
+        return 0;
+      }
+      case "cdn-ls": {
+        if (!node) throw new CliError("cdn-ls needs --node NAME|ID");
+        if (rest.length) throw new CliError("cdn-ls takes no arguments");
+        result = await call(home, "GET", `/nodes/${node}/cdn`);
+        if (values.json) console.log(JSON.stringify(result, null, 2));
+        else {
+          const objects = result.objects as {
+            name: string;
+            cid: string;
+            size: number;
+            visibility: string;
+          }[];
+          for (const o of objects) {
+            console.log(
+              `${o.visibility.padEnd(7)} ${bytes(o.size).padStart(10)}  ${o.cid}  ${o.name}`,
+            );
+          }
+          const live = result.liveHolders as string[];
+          console.log(`${objects.length} object(s); ${live.length} live holder(s) in view`);
         }
         return 0;
       }

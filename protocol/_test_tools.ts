@@ -23,9 +23,13 @@ export function installed(cmd: string): boolean {
  * @param f The condition.
  * @param ms How long to wait at most.
  */
-export async function until(what: string, f: () => boolean, ms = 10_000): Promise<void> {
+export async function until(
+  what: string,
+  f: () => boolean | Promise<boolean>,
+  ms = 10_000,
+): Promise<void> {
   const end = Date.now() + ms;
-  while (!f()) {
+  while (!(await f())) {
     if (Date.now() > end) throw new Error(`Timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 25));
   }

@@ -2,52 +2,9 @@
 // discovery and guest networks; an unfit node is refused with its reason; a full VPN leaves the feed.
 import assert from "node:assert/strict";
 import { until } from "../protocol/_test_tools.ts";
-import { Hono } from "hono";
-import { DiscoveryService } from "../discovery/mod.ts";
 import { CapturingLogger, NodeIdentity } from "../protocol/mod.ts";
-import { catalogFromTargets, Rms, type RmsOptions } from "../node/mod.ts";
-
-const RELEASE = {
-  v: 1 as const,
-  release: "truecloud-0.1.0-dev.tar.gz",
-  sha256: "5e".repeat(32),
-  length: 4321,
-};
-const releases = () =>
-  catalogFromTargets({
-    [RELEASE.release]: { length: RELEASE.length, hashes: { sha256: RELEASE.sha256 } },
-  });
-
-const GiB = 1024 ** 3;
-
-// A node on the in-process discovery service: somewhere new, the test release, quick retries.
-function rmsOptions(f: typeof fetch): Omit<RmsOptions, "identity"> {
-  return {
-    location: crypto.randomUUID(),
-    network: crypto.randomUUID(),
-    release: RELEASE,
-    releases,
-    feedUrl: "http://discovery.test/discovery/feed.rss?count=100",
-    endpoints: ["http://discovery.test/discovery"],
-    fetch: f,
-    allowPrivateAddresses: true,
-    retryMs: 300,
-    contribution: { diskBytes: GiB, diskPath: Deno.cwd() },
-  };
-}
-
-async function discovery() {
-  const svc = await DiscoveryService.open({
-    kvPath: ":memory:",
-    publicBaseUrl: "http://discovery.test/discovery",
-    allowPrivateAddresses: true,
-  });
-  const root = new Hono().route("/discovery", svc.app);
-  const f =
-    ((input: string | URL | Request, init?: RequestInit) =>
-      root.request(input instanceof Request ? input : String(input), init)) as typeof fetch;
-  return { svc, fetch: f };
-}
+import { Rms, type RmsOptions } from "../node/mod.ts";
+import { discovery, GiB, RELEASE, rmsOptions } from "./_rms.ts";
 
 Deno.test("RMS: a dozen nodes join three overlapping VPNs through guest networks; the unfit are refused with a reason", async () => {
   const d = await discovery();

@@ -7,6 +7,7 @@ import { yamux } from "@chainsafe/libp2p-yamux";
 import { generateKeyPairFromSeed } from "@libp2p/crypto/keys";
 import type { PrivateKey } from "@libp2p/interface";
 import { preSharedKey } from "@libp2p/pnet";
+import "./xsalsa20_fix.ts";
 import { tcp } from "@libp2p/tcp";
 import type { NodeIdentity } from "../../protocol/mod.ts";
 import { fromBase64url } from "../../protocol/mod.ts";

@@ -8,7 +8,13 @@
  */
 
 import { createHash } from "node:crypto";
-import { BlockNotFoundError, type BlockSource, CID, parseCid } from "../../cdn/mod.ts";
+import {
+  BlockNotFoundError,
+  type BlockSource,
+  type Catalogue,
+  CID,
+  parseCid,
+} from "../../cdn/mod.ts";
 import { fromHex, toHex, TrueCloudError } from "../../protocol/mod.ts";
 import { jsonStream, type VpnNode } from "../overlay/mod.ts";
 
@@ -36,13 +42,36 @@ export interface AuditResult {
   ms: number;
 }
 
+/** A page of another member's catalogue. */
+export interface CataloguePage {
+  /** Whether that member keeps a CDN store. */
+  store: boolean;
+  /** Manifests, in name order. */
+  manifests: string[];
+  /** Whether there are more after the last. */
+  more: boolean;
+}
+
+/** Most relays a `get` may ask for. */
+export const MAX_RELAY = 2;
+
+/** Fetches a block this node does not hold from its other VPNs, for a relayed `get`. */
+export type RelayFetch = (cid: CID, relay: number, fromVpn: string) => Promise<Uint8Array>;
+
 /** A node's side of the exchange, over every VPN it is in. */
 export class CdnExchange {
   readonly #store?: BlockSource;
+  readonly #catalogue?: Catalogue;
+  /** Set by the node: how a relayed `get` is passed on. */
+  relay?: RelayFetch;
 
-  /** @param store This node's CDN store, if it holds blocks for the cloud. */
-  constructor(store?: BlockSource) {
+  /**
+   * @param store This node's CDN store, if it holds blocks for the cloud.
+   * @param catalogue This node's catalogue, which it lists to members that ask.
+   */
+  constructor(store?: BlockSource, catalogue?: Catalogue) {
     this.#store = store;
+    this.#catalogue = catalogue;
   }
 
   /**
@@ -54,13 +83,31 @@ export class CdnExchange {
       const s = jsonStream(stream);
       try {
         const m = await s.read();
+        if (m.t === "list") {
+          if (typeof m.after !== "string" || m.after.length > 2048) {
+            throw new TrueCloudError('list needs after: a name or ""', { code: "invalid" });
+          }
+          const page = this.#catalogue
+            ? await this.#catalogue.manifests(m.after)
+            : { jws: [], more: false };
+          await s.write({ t: "list", store: !!this.#store, manifests: page.jws, more: page.more });
+          await stream.close().catch(() => {});
+          return;
+        }
         let cid: CID;
         try {
           cid = parseCid(String(m.cid));
         } catch (err) {
           throw new TrueCloudError((err as Error).message, { code: "invalid" });
         }
-        const block = await this.#block(cid);
+        const relay = (m.relay ?? 0) as number;
+        if (m.t === "get" && !(Number.isInteger(relay) && relay >= 0 && relay <= MAX_RELAY)) {
+          throw new TrueCloudError(`relay must be 0 to ${MAX_RELAY}`, { code: "invalid" });
+        }
+        let block = await this.#block(cid);
+        if (!block && m.t === "get" && relay > 0 && this.relay) {
+          block = await this.relay(cid, relay - 1, node.vpn).catch(() => undefined);
+        }
         if (m.t === "get") {
           if (!block) await s.write({ t: "missing" });
           else {
@@ -98,13 +145,17 @@ export class CdnExchange {
    * @param node The VPN both are in.
    * @param peer The holder.
    * @param cid The block.
+   * @param relay How many more hops the member may pass the request on (0 to {@linkcode MAX_RELAY})
+   * when it does not hold the block.
    * @throws {BlockNotFoundError} When the holder does not have it, or sends something else.
    */
-  async fetchBlock(node: VpnNode, peer: string, cid: CID): Promise<Uint8Array> {
+  async fetchBlock(node: VpnNode, peer: string, cid: CID, relay = 0): Promise<Uint8Array> {
     const stream = await node.openStream(peer, CDN_PROTOCOL);
     const s = jsonStream(stream);
     try {
-      await s.write({ t: "get", cid: cid.toString() });
+      await s.write(
+        relay ? { t: "get", cid: cid.toString(), relay } : { t: "get", cid: cid.toString() },
+      );
       const head = await s.read();
       if (head.t !== "block" || typeof head.length !== "number") throw new BlockNotFoundError(cid);
       const block = await s.readRaw();
@@ -116,16 +167,44 @@ export class CdnExchange {
   }
 
   /**
+   * Asks a member for a page of its catalogue.
+   * @param node The VPN both are in.
+   * @param peer The member.
+   * @param after The last name already had ("" for the start).
+   * @throws {TrueCloudError} `invalid` when the answer is not a page.
+   */
+  async list(node: VpnNode, peer: string, after: string): Promise<CataloguePage> {
+    const stream = await node.openStream(peer, CDN_PROTOCOL);
+    const s = jsonStream(stream);
+    try {
+      await s.write({ t: "list", after });
+      const a = await s.read();
+      if (
+        a.t !== "list" || typeof a.store !== "boolean" || typeof a.more !== "boolean" ||
+        !Array.isArray(a.manifests) || !a.manifests.every((j) => typeof j === "string")
+      ) {
+        throw new TrueCloudError(`${peer} did not answer with a catalogue page`, {
+          code: "invalid",
+        });
+      }
+      return { store: a.store, manifests: a.manifests as string[], more: a.more };
+    } finally {
+      await stream.close().catch(() => {});
+    }
+  }
+
+  /**
    * A block source that fetches from members in turn: what a member reads an object with, with
    * `readContent` from the CDN.
    * @param node The VPN.
    * @param peers The holders, in the order to try them.
+   * @param relay How many hops they may pass a request on for a block they lack.
    */
-  source(node: VpnNode, peers: readonly string[]): BlockSource {
+  source(node: VpnNode, peers: readonly string[], relay = 0): BlockSource {
     const getBlock = async (cid: CID): Promise<Uint8Array> => {
       for (const p of peers) {
         try {
-          return await this.fetchBlock(node, p, cid);
+          return await this.fetchBlock(node, p, cid, relay);
         } catch {
           // the next holder
         }

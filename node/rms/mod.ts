@@ -14,3 +14,4 @@ export * from "./contribution.ts";
 export * from "./ledger.ts";
 export * from "./releases.ts";
 export * from "./cdn.ts";
+export * from "./cdn_node.ts";

@@ -35,9 +35,9 @@ import {
   type ReleaseClaim,
   verifyAttestation,
 } from "./attestation.ts";
-import { type BlockSource, type CID, holders, readContent, StoreSet } from "../../cdn/mod.ts";
+import { type BlockStore, Catalogue, type CID } from "../../cdn/mod.ts";
 import { Broadcaster } from "./broadcast.ts";
-import { CdnExchange } from "./cdn.ts";
+import { CdnNode } from "./cdn_node.ts";
 import {
   type Contribution,
   type ContributionConfig,
@@ -85,8 +85,12 @@ export interface RmsOptions {
   ledgerPath?: string;
   /** Bytes of the lent disk held for the cloud outside grants: the node's CDN store. */
   held?: () => number;
-  /** The node's CDN store, whose blocks it serves to members. */
-  cdnStore?: BlockSource;
+  /** The node's CDN store: it holds the objects placement gives it and serves their blocks. */
+  cdnStore?: BlockStore;
+  /** Deno KV path of the node's CDN catalogue (default: in memory). */
+  cataloguePath?: string;
+  /** Time between CDN repair rounds, in milliseconds (default 10 s). */
+  cdnRepairMs?: number;
   /** Whether this node serves a request it is asked (default: every one within fair use). */
   willServe?: ConstructorParameters<typeof Broadcaster>[0]["willServe"];
   /** Time between attempts to fill up to `maxVpns`, in milliseconds (default 5 s). */
@@ -140,8 +144,8 @@ export class Rms {
   readonly broadcaster: Broadcaster;
   /** Every grant made, received or seen. */
   readonly ledger: Ledger;
-  /** CDN blocks between members. */
-  readonly cdn: CdnExchange;
+  /** The node's part in the CDN. */
+  readonly cdn: CdnNode;
   readonly #o: RmsOptions;
   readonly #log: Logger;
   readonly #clock: Clock;
@@ -157,10 +161,18 @@ export class Rms {
   private constructor(
     o: RmsOptions,
     ledger: Ledger,
+    catalogue: Catalogue,
     statement: { jws: string; data: Contribution; at: number },
   ) {
     this.ledger = ledger;
-    this.cdn = new CdnExchange(o.cdnStore);
+    this.cdn = new CdnNode({
+      identity: o.identity,
+      catalogue,
+      store: o.cdnStore,
+      repairMs: o.cdnRepairMs,
+      clock: o.clock,
+      log: (o.log ?? discardLogger).child("cdn"),
+    });
     this.#statement = statement;
     const max = o.maxVpns ?? 2;
     if (!Number.isInteger(max) || max < 1 || max > 4) {
@@ -198,10 +210,21 @@ export class Rms {
     const data = await measureContribution(o.contribution);
     const jws = await signContribution(o.identity, data, o.clock);
     const ledger = await Ledger.open(o.ledgerPath ?? ":memory:");
-    const rms = new Rms(o, ledger, { jws, data, at: Date.now() });
+    // A publisher is a member when it is on the roster of a VPN this node is in.
+    const self: { rms?: Rms } = {};
+    const catalogue = await Catalogue.open(o.cataloguePath ?? ":memory:", {
+      isMember: (id) =>
+        !!self.rms?.memberships().some((m) => m.node.roster().some((c) => c.data.member === id)),
+      has: o.cdnStore && ((cid) => o.cdnStore!.has(cid)),
+      clock: o.clock,
+    });
+    const rms = new Rms(o, ledger, catalogue, { jws, data, at: Date.now() });
+    self.rms = rms;
+    rms.cdn.start();
     rms.#timer = setInterval(() => {
       void rms.fill();
       void rms.#refreshStatement();
+      rms.#mesh();
     }, o.retryMs ?? 5000);
     return rms;
   }
@@ -219,6 +242,23 @@ export class Rms {
     };
   }
 
+  // A management VPN is small: its members keep a connection to every other member they can reach
+  // (the roster gives their addresses), so that each sees the whole VPN — the CDN's placement, for
+  // one, is computed over the members a node sees.
+  #mesh(): void {
+    for (const m of this.#vpns.values()) {
+      for (const c of m.node.roster()) {
+        const id = c.data.member;
+        if (id === this.nodeId || m.node.isVerified(id) || m.node.isDenied(id)) continue;
+        const addr = c.data.addrs[0];
+        if (!addr) continue;
+        m.node.connect(addr.includes("/p2p/") ? addr : `${addr}/p2p/${id}`).catch((err) =>
+          this.#log.debug("Member not reached", { vpn: m.vpn, member: id, err: String(err) })
+        );
+      }
+    }
+  }
+
   // An attestation lives a day: a fresh one is signed every twelve hours.
   async #attestation(): Promise<string> {
     if (!this.#attested || Date.now() - this.#attested.at > 12 * 3600_000) {
@@ -234,6 +274,11 @@ export class Rms {
     const data = await measureContribution(this.#o.contribution);
     const jws = await signContribution(this.#o.identity, data, this.#o.clock);
     this.#statement = { jws, data, at: Date.now() };
+  }
+
+  /** Whether the node has been stopped. */
+  get stopped(): boolean {
+    return this.#stopped;
   }
 
   /** This node's id. */
@@ -299,22 +344,14 @@ export class Rms {
   }
 
   /**
-   * Reads a CDN object from the members that hold it, over this node's VPNs (members-only content
-   * included), every block checked against its CID.
+   * Reads a CDN object from this node's store or the members that hold it, over this node's VPNs
+   * (members-only content included), every block checked against its CID.
    * @param cid The object.
    * @returns Its bytes, streamed.
    * @throws {BlockNotFoundError} When no member reachable holds a block.
    */
-  async *readCdn(cid: CID): AsyncGenerator<Uint8Array> {
-    const vpns = this.memberships();
-    if (!vpns.length) throw new TrueCloudError("This node is in no VPN", { code: "no_vpn" });
-    // In each VPN, ask members in the order placement gives holders, so the first asked usually
-    // has the block; then the next VPN.
-    const sources = vpns.map((m) => {
-      const members = m.node.roster().map((c) => c.data.member).filter((id) => id !== this.nodeId);
-      return this.cdn.source(m.node, holders(cid.toString(), members, members.length));
-    });
-    yield* readContent(new StoreSet(sources), cid);
+  readCdn(cid: CID): AsyncGenerator<Uint8Array> {
+    return this.cdn.read(cid);
   }
 
   /**
@@ -341,6 +378,7 @@ export class Rms {
     this.#log.info("Moving to the VPN's new keys", { vpn, keyId: r.keyId });
     this.#vpns.delete(vpn);
     this.broadcaster.detach(vpn);
+    this.cdn.detach(vpn);
     clearInterval(m.timer);
     await m.guest?.stop();
     const own = m.node.credential.data.addrs[0] ?? "";
@@ -366,6 +404,7 @@ export class Rms {
     if (!m) throw new TrueCloudError(`Not in VPN ${vpn}`, { code: "not_found", status: 404 });
     this.#vpns.delete(vpn);
     this.broadcaster.detach(vpn);
+    this.cdn.detach(vpn);
     clearInterval(m.timer);
     if (m.guest) {
       await this.#publisher.withdraw(vpn, "closing").catch(() => {});
@@ -377,12 +416,15 @@ export class Rms {
 
   /** Stops everything. */
   async stop(): Promise<void> {
+    if (this.#stopped) return;
     this.#stopped = true;
     clearInterval(this.#timer);
     await this.#filling?.catch(() => {});
+    await this.cdn.stop();
     for (const vpn of [...this.#vpns.keys()]) await this.leave(vpn);
     this.#publisher.stop();
     this.ledger.close();
+    this.cdn.catalogue.close();
   }
 
   get #host(): string {

@@ -1,0 +1,458 @@
+/**
+ * The CDN between node agents (`docs/protocol/cdn.md`): every node keeps a catalogue of publish
+ * manifests, learnt by gossip on each VPN's `cdn` topic and by sync with members it meets; a node
+ * with a CDN store pulls the objects placement gives it from the other holders, every block checked;
+ * members read any object, members-only content included, from its holders over their VPNs; and a
+ * node hands its gateway public content only.
+ *
+ * @module
+ */
+
+import { TopicValidatorResult } from "@libp2p/gossipsub";
+import {
+  addContent,
+  BlockNotFoundError,
+  type BlockSource,
+  type BlockStore,
+  type Catalogue,
+  type CID,
+  dagBlocks,
+  holders,
+  type PublishData,
+  type PublishedObject,
+  readContent,
+  signPublish,
+  StoreSet,
+} from "../../cdn/mod.ts";
+import {
+  type Clock,
+  discardLogger,
+  type Logger,
+  type NodeIdentity,
+  NotFoundError,
+  systemClock,
+  TrueCloudError,
+} from "../../protocol/mod.ts";
+import type { VpnNode } from "../overlay/mod.ts";
+import { CdnExchange, MAX_RELAY } from "./cdn.ts";
+
+/** The gossipsub topic of a VPN's publish manifests. */
+export function cdnTopic(vpn: string): string {
+  return `truecloud/vpn/${vpn}/cdn`;
+}
+
+/** Settings of a {@linkcode CdnNode}. */
+export interface CdnNodeOptions {
+  /** This node. */
+  identity: NodeIdentity;
+  /** The node's catalogue. */
+  catalogue: Catalogue;
+  /** The node's CDN store, when it holds content for the cloud. */
+  store?: BlockStore;
+  /** Holders per object (default 3). */
+  k?: number;
+  /** Time between repair rounds, in milliseconds (default 10 s). */
+  repairMs?: number;
+  /** Time between syncs with one member of each VPN, in milliseconds (default 5 minutes). */
+  syncMs?: number;
+  /** Time between scrubs of the store, in milliseconds (default 10 minutes). */
+  scrubMs?: number;
+  /** Time source. */
+  clock?: Clock;
+  /** Logger. */
+  log?: Logger;
+}
+
+/** What one repair round did. */
+export interface RepairRound {
+  /** Objects this node now holds whole that it did not before. */
+  fetched: string[];
+  /** Objects it should hold but could not get (no live holder had them, or its store is full). */
+  failed: { cid: string; reason: string }[];
+}
+
+/** A node's part in the CDN. */
+export class CdnNode {
+  /** Blocks, audits and catalogue pages between members. */
+  readonly exchange: CdnExchange;
+  /** The node's catalogue. */
+  readonly catalogue: Catalogue;
+  readonly #o: CdnNodeOptions;
+  readonly #log: Logger;
+  readonly #clock: Clock;
+  readonly #vpns = new Map<string, VpnNode>();
+  /** Per member, whether it said it keeps a store. */
+  readonly #keepsStore = new Map<string, boolean>();
+  /** Per VPN, the members synced with since they were last verified. */
+  readonly #synced = new Map<string, Set<string>>();
+  /** Objects found whole in the store since the last scrub. */
+  readonly #whole = new Set<string>();
+  /** Objects that could not be pulled, with why (logged once while it stays so). */
+  readonly #failing = new Map<string, string>();
+  #timers: ReturnType<typeof setInterval>[] = [];
+  #repairing?: Promise<RepairRound>;
+  #syncing?: Promise<void>;
+  #soon?: ReturnType<typeof setTimeout>;
+
+  /** @param o Settings. */
+  constructor(o: CdnNodeOptions) {
+    this.#o = o;
+    this.catalogue = o.catalogue;
+    this.exchange = new CdnExchange(o.store, o.catalogue);
+    this.exchange.relay = (cid, relay, fromVpn) => this.#remote(cid, relay, fromVpn).getBlock(cid);
+    this.#log = o.log ?? discardLogger;
+    this.#clock = o.clock ?? systemClock;
+  }
+
+  /** This node's id. */
+  get nodeId(): string {
+    return this.#o.identity.nodeId;
+  }
+
+  /** Whether this node keeps a CDN store. */
+  get keepsStore(): boolean {
+    return !!this.#o.store;
+  }
+
+  /** Starts syncing, repairing and scrubbing. */
+  start(): void {
+    if (this.#timers.length) return;
+    this.#timers.push(setInterval(() => void this.#syncNew(), 2000));
+    this.#timers.push(setInterval(() => void this.#syncOne(), this.#o.syncMs ?? 300_000));
+    this.#timers.push(setInterval(() => void this.repair(), this.#o.repairMs ?? 10_000));
+    this.#timers.push(setInterval(() => void this.#scrub(), this.#o.scrubMs ?? 600_000));
+  }
+
+  /** Stops, after the round in progress. */
+  async stop(): Promise<void> {
+    for (const t of this.#timers) clearInterval(t);
+    this.#timers = [];
+    clearTimeout(this.#soon);
+    await this.#repairing?.catch(() => {});
+    await this.#syncing?.catch(() => {});
+  }
+
+  /**
+   * Takes part in a VPN: its `cdn` topic and the exchange.
+   * @param node The membership.
+   */
+  async attach(node: VpnNode): Promise<void> {
+    this.#vpns.set(node.vpn, node);
+    this.#synced.set(node.vpn, new Set());
+    const pubsub = node.libp2p.services.pubsub;
+    pubsub.topicValidators.set(cdnTopic(node.vpn), async (from, msg) => {
+      // Judged by the manifest's own signature; see VpnNode for why the forwarding peer is not.
+      if (node.isDenied(from.toString())) return TopicValidatorResult.Reject;
+      try {
+        const m = JSON.parse(new TextDecoder().decode(msg.data));
+        if (m?.t !== "publish" || typeof m.jws !== "string") throw new Error("not a publish");
+        // A member that passed the manifest on from another VPN vouches for its issuer.
+        const author = msg.type === "signed" ? msg.from.toString() : "";
+        const vouched = node.roster().some((c) => c.data.member === author);
+        const { fresh } = await this.catalogue.take(m.jws, { vouched });
+        if (fresh) {
+          this.#gossip(m.jws, node.vpn);
+          this.#repairSoon();
+        }
+        return TopicValidatorResult.Accept;
+      } catch (err) {
+        this.#log.debug("Manifest refused", { err: String(err) });
+        return TopicValidatorResult.Reject;
+      }
+    });
+    pubsub.subscribe(cdnTopic(node.vpn));
+    await this.exchange.attach(node);
+  }
+
+  /**
+   * Stops taking part in a VPN.
+   * @param vpn The VPN.
+   */
+  detach(vpn: string): void {
+    this.#vpns.delete(vpn);
+    this.#synced.delete(vpn);
+  }
+
+  // Publishes a manifest on the cdn topic of every VPN but `except`.
+  #gossip(jws: string, except?: string): void {
+    const data = new TextEncoder().encode(JSON.stringify({ t: "publish", jws }));
+    for (const [vpn, node] of this.#vpns) {
+      if (vpn === except) continue;
+      node.libp2p.services.pubsub.publish(cdnTopic(vpn), data).catch((err) =>
+        this.#log.debug("Manifest not gossiped", { vpn, err: String(err) })
+      );
+    }
+  }
+
+  /**
+   * Publishes content from this node: stores it, signs a manifest, takes it into the catalogue and
+   * gossips it to every VPN. The holders placement picks then pull it.
+   * @param content The bytes.
+   * @param meta Name, media type, visibility and optional expiry.
+   * @returns The publication.
+   * @throws {TrueCloudError} `no_store` (409) when this node keeps no CDN store; `quota_exceeded`.
+   */
+  async publish(
+    content: AsyncIterable<Uint8Array> | Uint8Array,
+    meta: Omit<PublishData, "v" | "cid" | "size">,
+  ): Promise<PublishedObject & { jws: string }> {
+    const store = this.#o.store;
+    if (!store) {
+      throw new TrueCloudError("This node keeps no CDN store to publish from", {
+        code: "no_store",
+        status: 409,
+      });
+    }
+    const { cid, size } = await addContent(store, content);
+    const jws = await signPublish(this.#o.identity, {
+      v: 1,
+      ...meta,
+      cid: cid.toString(),
+      size,
+    }, this.#clock);
+    return { ...(await this.publishManifest(jws)), jws };
+  }
+
+  /**
+   * Takes a manifest signed elsewhere for content already in this node's store, and gossips it.
+   * @param jws The manifest.
+   * @returns The publication.
+   */
+  async publishManifest(jws: string): Promise<PublishedObject> {
+    const obj = await this.catalogue.publish(jws);
+    this.#whole.add(obj.cid.toString());
+    this.#gossip(jws);
+    this.#repairSoon();
+    return obj;
+  }
+
+  /** Members reached in any VPN, with the VPN to reach each through. */
+  #members(): Map<string, VpnNode> {
+    const out = new Map<string, VpnNode>();
+    for (const node of this.#vpns.values()) {
+      for (const p of node.verifiedPeers()) if (!out.has(p)) out.set(p, node);
+    }
+    return out;
+  }
+
+  /** The live holders: this node when it keeps a store, and the reached members that keep one. */
+  liveHolders(): string[] {
+    const live = [...this.#members().keys()].filter((p) => this.#keepsStore.get(p) === true);
+    return this.#o.store ? [this.nodeId, ...live] : live;
+  }
+
+  // Whether this node knows, of every member it reaches, whether it keeps a store: until then its
+  // view of the holders is too small, and it would pull objects that others hold.
+  #viewComplete(): boolean {
+    return [...this.#members().keys()].every((p) => this.#keepsStore.has(p));
+  }
+
+  // Where to fetch an object's blocks from other members: every VPN's members (but `except`'s) in
+  // the order placement gives holders, so that the first asked usually has the block; then, when
+  // none has it, the first three of each VPN, asking them to pass the request on to their other
+  // VPNs (an object's holders may sit in a VPN this node is not in).
+  #remote(cid: CID, relay: number, except?: string): BlockSource {
+    const key = cid.toString();
+    const direct: BlockSource[] = [];
+    const relayed: BlockSource[] = [];
+    for (const [vpn, node] of this.#vpns) {
+      if (vpn === except) continue;
+      const peers = node.verifiedPeers();
+      const ordered = holders(key, peers, peers.length);
+      direct.push(this.exchange.source(node, ordered));
+      if (relay > 0) relayed.push(this.exchange.source(node, ordered.slice(0, 3), relay));
+    }
+    return new StoreSet([...direct, ...relayed]);
+  }
+
+  // This node's store, then the other members.
+  #source(cid: CID): BlockSource {
+    const remote = this.#remote(cid, MAX_RELAY);
+    return new StoreSet(this.#o.store ? [this.#o.store, remote] : [remote]);
+  }
+
+  /**
+   * Reads an object, members-only content included: from this node's store, else from the members
+   * that hold it, every block checked against its CID.
+   * @param cid The object.
+   * @param range A byte range of it.
+   */
+  async *read(cid: CID, range?: { offset: number; length: number }): AsyncGenerator<Uint8Array> {
+    if (!this.#vpns.size && !this.#o.store) {
+      throw new TrueCloudError("This node is in no VPN", { code: "no_vpn" });
+    }
+    yield* readContent(this.#source(cid), cid, range);
+  }
+
+  /** The newest live public version of every name: what the gateway may serve. */
+  async publicObjects(): Promise<PublishedObject[]> {
+    return (await this.catalogue.list()).filter((o) => o.visibility === "public");
+  }
+
+  /**
+   * A live public publication of a CID, for the gateway.
+   * @param cid The object.
+   * @throws {NotFoundError} When the CID is not a live public publication.
+   */
+  async publicObject(cid: CID): Promise<PublishedObject> {
+    const obj = await this.catalogue.byCid(cid);
+    if (!obj || obj.visibility !== "public") throw new NotFoundError(`No public object ${cid}`);
+    return obj;
+  }
+
+  /**
+   * One repair round: every object placement gives this node and that it does not hold whole is
+   * pulled from the other live holders.
+   * @returns What it did.
+   */
+  repair(): Promise<RepairRound> {
+    this.#repairing ??= this.#repairOnce().finally(() => (this.#repairing = undefined));
+    return this.#repairing;
+  }
+
+  #repairSoon(): void {
+    if (this.#soon || !this.#o.store) return;
+    this.#soon = setTimeout(() => {
+      this.#soon = undefined;
+      void this.repair();
+    }, 200);
+  }
+
+  async #repairOnce(): Promise<RepairRound> {
+    const round: RepairRound = { fetched: [], failed: [] };
+    const store = this.#o.store;
+    if (!store || !this.#viewComplete()) return round;
+    const live = this.liveHolders();
+    for (const cid of await this.catalogue.objects()) {
+      const key = cid.toString();
+      if (this.#whole.has(key)) continue;
+      if (!holders(key, live, this.#o.k ?? 3).includes(this.nodeId)) continue;
+      try {
+        const fetched = await this.#pull(store, cid);
+        this.#whole.add(key);
+        this.#failing.delete(key);
+        if (fetched) {
+          round.fetched.push(key);
+          this.#log.info("Object replicated here", { cid: key, blocks: fetched });
+        }
+      } catch (err) {
+        const reason = err instanceof BlockNotFoundError
+          ? "no live holder has it"
+          : (err as Error).message;
+        round.failed.push({ cid: key, reason });
+        if (this.#failing.get(key) !== reason) {
+          this.#failing.set(key, reason);
+          this.#log.info("Object not replicated here yet", { cid: key, reason });
+        }
+      }
+    }
+    return round;
+  }
+
+  // Walks an object's DAG, fetching into the store every block it lacks. Returns how many it fetched.
+  async #pull(store: BlockStore, cid: CID): Promise<number> {
+    let fetched = 0;
+    let remote: BlockSource | undefined;
+    const source: BlockSource = {
+      getBlock: async (c) => {
+        try {
+          return await store.getBlock(c);
+        } catch (err) {
+          if (!(err instanceof BlockNotFoundError)) throw err;
+        }
+        remote ??= this.#remote(cid, MAX_RELAY);
+        const bytes = await remote.getBlock(c);
+        await store.put(c, bytes);
+        fetched++;
+        return bytes;
+      },
+      async *get(c) {
+        yield await source.getBlock(c);
+      },
+      has: (c) => store.has(c),
+    };
+    for await (const _ of dagBlocks(source, cid)) { /* each block here and intact */ }
+    return fetched;
+  }
+
+  async #scrub(): Promise<void> {
+    if (!this.#o.store) return;
+    const { checked, damaged } = await this.#o.store.scrub();
+    this.#whole.clear();
+    if (damaged.length) this.#log.warn("Damaged blocks dropped", { checked, damaged });
+  }
+
+  /**
+   * Syncs the catalogue with a member: every page of its catalogue.
+   * @param node The VPN both are in.
+   * @param peer The member.
+   * @returns How many manifests were new here.
+   */
+  async sync(node: VpnNode, peer: string): Promise<number> {
+    let after = "";
+    let fresh = 0;
+    for (let pages = 0; pages < 10_000; pages++) {
+      const page = await this.exchange.list(node, peer, after);
+      this.#keepsStore.set(peer, page.store);
+      for (const jws of page.manifests) {
+        try {
+          const taken = await this.catalogue.take(jws, { synced: true });
+          if (taken.fresh) fresh++;
+        } catch (err) {
+          this.#log.debug("Synced manifest refused", { peer, err: String(err) });
+        }
+      }
+      if (!page.more || !page.manifests.length) break;
+      const last = lastName(page.manifests);
+      if (last === undefined || last <= after) break; // a page that does not move on
+      after = last;
+    }
+    if (fresh) this.#repairSoon();
+    return fresh;
+  }
+
+  // Syncs with members verified since the last look, a few at a time.
+  #syncNew(): Promise<void> {
+    this.#syncing ??= (async () => {
+      for (const [vpn, node] of this.#vpns) {
+        const done = this.#synced.get(vpn);
+        if (!done) continue;
+        const peers = new Set(node.verifiedPeers());
+        for (const p of done) if (!peers.has(p)) done.delete(p);
+        for (const p of peers) {
+          if (done.has(p)) continue;
+          done.add(p);
+          await this.sync(node, p).catch((err) => {
+            done.delete(p);
+            // Until it answers, a member that cannot list its catalogue counts as keeping no store.
+            if (!this.#keepsStore.has(p)) this.#keepsStore.set(p, false);
+            this.#log.debug("Catalogue sync failed", { peer: p, err: String(err) });
+          });
+        }
+      }
+    })().finally(() => (this.#syncing = undefined));
+    return this.#syncing;
+  }
+
+  // Anti-entropy: one random member of each VPN.
+  async #syncOne(): Promise<void> {
+    for (const node of this.#vpns.values()) {
+      const peers = node.verifiedPeers();
+      const p = peers[Math.floor(Math.random() * peers.length)];
+      if (p) await this.sync(node, p).catch(() => {});
+    }
+  }
+}
+
+/** The name in the last manifest of a page (read unverified: only to page on). */
+function lastName(manifests: string[]): string | undefined {
+  try {
+    const part = manifests[manifests.length - 1].split(".")[1] ?? "";
+    const json = atob(part.replace(/-/g, "+").replace(/_/g, "/"));
+    const name = JSON.parse(new TextDecoder().decode(Uint8Array.from(json, (c) => c.charCodeAt(0))))
+      ?.dat?.name;
+    return typeof name === "string" ? name : undefined;
+  } catch {
+    return undefined;
+  }
+}
