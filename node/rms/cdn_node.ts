@@ -15,6 +15,7 @@ import {
   type BlockSource,
   type BlockStore,
   type Catalogue,
+  CDN_AUDIENCE,
   type CID,
   dagBlocks,
   holders,
@@ -30,8 +31,11 @@ import {
   type Logger,
   type NodeIdentity,
   NotFoundError,
+  signEnvelope,
   systemClock,
   TrueCloudError,
+  verifyEnvelope,
+  z,
 } from "../../protocol/mod.ts";
 import type { VpnNode } from "../overlay/mod.ts";
 import { CdnExchange, MAX_RELAY } from "./cdn.ts";
@@ -40,6 +44,12 @@ import { CdnExchange, MAX_RELAY } from "./cdn.ts";
 export function cdnTopic(vpn: string): string {
   return `truecloud/vpn/${vpn}/cdn`;
 }
+
+/** Envelope type of a holder statement: "I keep a CDN store and am alive". */
+export const HOLDER_TYPE = "truecloud-cdn-holder+jwt";
+/** How long a holder statement lives, in seconds; one is signed every third of that. */
+export const HOLDER_TTL_S = 30;
+const holderSchema = z.strictObject({ v: z.literal(1), leaving: z.boolean().optional() });
 
 /** Settings of a {@linkcode CdnNode}. */
 export interface CdnNodeOptions {
@@ -89,6 +99,8 @@ export class CdnNode {
   readonly #whole = new Set<string>();
   /** Objects that could not be pulled, with why (logged once while it stays so). */
   readonly #failing = new Map<string, string>();
+  /** Holder statements heard, by node: when each ends, and whether it said it was leaving. */
+  readonly #statements = new Map<string, { iat: number; exp: number; leaving: boolean }>();
   #timers: ReturnType<typeof setInterval>[] = [];
   #repairing?: Promise<RepairRound>;
   #syncing?: Promise<void>;
@@ -121,10 +133,48 @@ export class CdnNode {
     this.#timers.push(setInterval(() => void this.#syncOne(), this.#o.syncMs ?? 300_000));
     this.#timers.push(setInterval(() => void this.repair(), this.#o.repairMs ?? 10_000));
     this.#timers.push(setInterval(() => void this.#scrub(), this.#o.scrubMs ?? 600_000));
+    this.#timers.push(setInterval(() => void this.#announce(), (HOLDER_TTL_S * 1000) / 3));
+  }
+
+  // Tells every VPN that this node keeps a store and is alive (or is leaving).
+  async #announce(leaving = false): Promise<void> {
+    if (!this.#o.store || !this.#vpns.size) return;
+    const jws = await signEnvelope(this.#o.identity, leaving ? { v: 1, leaving } : { v: 1 }, {
+      type: HOLDER_TYPE,
+      audience: CDN_AUDIENCE,
+      ttlSeconds: HOLDER_TTL_S,
+      clock: this.#clock,
+    });
+    this.#send({ t: "holder", jws });
+  }
+
+  // Takes a holder statement; says whether it was new here (and so is passed on).
+  async #takeStatement(jws: string, knows: (id: string) => boolean): Promise<boolean> {
+    const env = await verifyEnvelope(jws, {
+      type: HOLDER_TYPE,
+      audience: CDN_AUDIENCE,
+      schema: holderSchema,
+      what: "holder statement",
+      clock: this.#clock,
+      maxBytes: 2048,
+      maxTtlSeconds: HOLDER_TTL_S,
+    });
+    if (!knows(env.issuer)) {
+      throw new TrueCloudError("A holder statement from a stranger", { code: "not_member" });
+    }
+    if (env.issuer === this.nodeId) return false;
+    const known = this.#statements.get(env.issuer);
+    if (known && known.iat >= env.issuedAt) return false;
+    const leaving = env.data.leaving ?? false;
+    this.#statements.set(env.issuer, { iat: env.issuedAt, exp: env.expiresAt, leaving });
+    if (!leaving) this.#keepsStore.set(env.issuer, true);
+    if (leaving) this.#repairSoon();
+    return true;
   }
 
   /** Stops, after the round in progress. */
   async stop(): Promise<void> {
+    if (this.#timers.length) await this.#announce(true).catch(() => {});
     for (const t of this.#timers) clearInterval(t);
     this.#timers = [];
     clearTimeout(this.#soon);
@@ -145,10 +195,16 @@ export class CdnNode {
       if (node.isDenied(from.toString())) return TopicValidatorResult.Reject;
       try {
         const m = JSON.parse(new TextDecoder().decode(msg.data));
-        if (m?.t !== "publish" || typeof m.jws !== "string") throw new Error("not a publish");
-        // A member that passed the manifest on from another VPN vouches for its issuer.
+        if (typeof m?.jws !== "string") throw new Error("no jws");
+        // A member that passed the message on from another VPN vouches for its issuer.
         const author = msg.type === "signed" ? msg.from.toString() : "";
         const vouched = node.roster().some((c) => c.data.member === author);
+        if (m.t === "holder") {
+          const knows = (id: string) => vouched || node.roster().some((c) => c.data.member === id);
+          if (await this.#takeStatement(m.jws, knows)) this.#send(m, node.vpn);
+          return TopicValidatorResult.Accept;
+        }
+        if (m.t !== "publish") throw new Error("neither publish nor holder");
         const { fresh } = await this.catalogue.take(m.jws, { vouched });
         if (fresh) {
           this.#gossip(m.jws, node.vpn);
@@ -162,6 +218,7 @@ export class CdnNode {
     });
     pubsub.subscribe(cdnTopic(node.vpn));
     await this.exchange.attach(node);
+    setTimeout(() => void this.#announce().catch(() => {}), 500);
   }
 
   /**
@@ -175,7 +232,12 @@ export class CdnNode {
 
   // Publishes a manifest on the cdn topic of every VPN but `except`.
   #gossip(jws: string, except?: string): void {
-    const data = new TextEncoder().encode(JSON.stringify({ t: "publish", jws }));
+    this.#send({ t: "publish", jws }, except);
+  }
+
+  // Publishes a message on the cdn topic of every VPN but `except`.
+  #send(message: Record<string, unknown>, except?: string): void {
+    const data = new TextEncoder().encode(JSON.stringify(message));
     for (const [vpn, node] of this.#vpns) {
       if (vpn === except) continue;
       node.libp2p.services.pubsub.publish(cdnTopic(vpn), data).catch((err) =>
@@ -235,10 +297,21 @@ export class CdnNode {
     return out;
   }
 
-  /** The live holders: this node when it keeps a store, and the reached members that keep one. */
+  /**
+   * The live holders: this node when it keeps a store; the members it reaches that keep one; and
+   * every node whose holder statement is current, in any VPN (one that said it is leaving is not).
+   */
   liveHolders(): string[] {
-    const live = [...this.#members().keys()].filter((p) => this.#keepsStore.get(p) === true);
-    return this.#o.store ? [this.nodeId, ...live] : live;
+    const reached = this.#members();
+    const live = new Set([...reached.keys()].filter((p) => this.#keepsStore.get(p) === true));
+    const now = this.#clock.now() / 1000;
+    for (const [id, s] of this.#statements) {
+      if (s.exp <= now) this.#statements.delete(id);
+      else if (s.leaving) live.delete(id);
+      else live.add(id);
+    }
+    live.delete(this.nodeId);
+    return this.#o.store ? [this.nodeId, ...live] : [...live];
   }
 
   // Whether this node knows, of every member it reaches, whether it keeps a store: until then its

@@ -224,7 +224,6 @@ export class Rms {
     rms.#timer = setInterval(() => {
       void rms.fill();
       void rms.#refreshStatement();
-      rms.#mesh();
     }, o.retryMs ?? 5000);
     return rms;
   }
@@ -240,23 +239,6 @@ export class Rms {
       given: this.ledger.given(this.nodeId, now),
       held: this.#o.held?.() ?? 0,
     };
-  }
-
-  // A management VPN is small: its members keep a connection to every other member they can reach
-  // (the roster gives their addresses), so that each sees the whole VPN — the CDN's placement, for
-  // one, is computed over the members a node sees.
-  #mesh(): void {
-    for (const m of this.#vpns.values()) {
-      for (const c of m.node.roster()) {
-        const id = c.data.member;
-        if (id === this.nodeId || m.node.isVerified(id) || m.node.isDenied(id)) continue;
-        const addr = c.data.addrs[0];
-        if (!addr) continue;
-        m.node.connect(addr.includes("/p2p/") ? addr : `${addr}/p2p/${id}`).catch((err) =>
-          this.#log.debug("Member not reached", { vpn: m.vpn, member: id, err: String(err) })
-        );
-      }
-    }
   }
 
   // An attestation lives a day: a fresh one is signed every twelve hours.
