@@ -8,6 +8,7 @@
  * @module
  */
 
+import { decodeJwt } from "jose";
 import type { CID } from "multiformats/cid";
 import {
   type Clock,
@@ -66,16 +67,13 @@ function newer(a: Entry, b: Entry): number {
 
 /** The `iat` of a compact JWS, read before it is verified (only to pick the time to verify at). */
 function issuedAtOf(jws: string): number {
+  let iat: unknown;
   try {
-    const part = jws.split(".")[1] ?? "";
-    const json = new TextDecoder().decode(
-      Uint8Array.from(atob(part.replace(/-/g, "+").replace(/_/g, "/")), (c) => c.charCodeAt(0)),
-    );
-    const iat = JSON.parse(json)?.iat;
-    if (Number.isInteger(iat)) return iat;
+    iat = decodeJwt(jws).iat;
   } catch {
     // below
   }
+  if (Number.isInteger(iat)) return iat as number;
   throw new ValidationError("A publish manifest needs a readable iat", { code: "invalid" });
 }
 

@@ -176,7 +176,6 @@ export class LocalCloud {
         endpoints: replicas.map((r) => `${r.url}/discovery`),
         release: `installers/truecloud-${release.version}.tar.gz`,
         fetch: peerFetch,
-        held: (id) => cdnNodes.get(id)?.used ?? 0,
         cdnStore: (id) => cdnNodes.get(id),
         log: log.child("nodes"),
       });

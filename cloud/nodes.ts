@@ -24,8 +24,6 @@ export interface NodesOptions {
   release: string;
   /** A fetch that trusts the cloud's certificate. */
   fetch: typeof fetch;
-  /** Bytes of a node's lent disk held for the cloud outside grants (its CDN store), by node id. */
-  held?: (nodeId: string) => number;
   /** A node's CDN store, by node id. */
   cdnStore?: (nodeId: string) => BlockStore | undefined;
   /** Logger. */
@@ -90,7 +88,6 @@ export async function startNodes(o: NodesOptions): Promise<LocalNodes> {
         name,
         await Rms.start({
           identity,
-          held: o.held && (() => o.held!(identity.nodeId)),
           cdnStore: o.cdnStore?.(identity.nodeId),
           location: places.locations[i % places.locations.length],
           network,

@@ -149,7 +149,6 @@ async function main(args: string[]): Promise<number> {
     ledgerPath: `${c.home}/ledger.kv`,
     cataloguePath: `${c.home}/catalogue.kv`,
     cdnStore,
-    held: () => cdnStore?.used ?? 0,
     retryMs: 2000,
     log,
   });

@@ -264,7 +264,8 @@ export function createControlApp(nodes: ReadonlyMap<string, Rms>, token: string)
   });
   app.get("/nodes/:node/cdn/:cid", async (c) => {
     const [, rms] = find(c.req.param("node"));
-    return await streamed(rms.readCdn(cidParam(c.req.param("cid"))), cidParam(c.req.param("cid")));
+    const cid = cidParam(c.req.param("cid"));
+    return await streamed(rms.readCdn(cid), cid);
   });
   app.all("/nodes", methodNotAllowed("GET, HEAD"));
   app.notFound((c) =>

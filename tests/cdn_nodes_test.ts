@@ -40,7 +40,6 @@ Deno.test("CDN between agents: manifests cross VPNs, holders pull, a late joiner
       maxVpns,
       cdnStore: store,
       cdnRepairMs: 300,
-      held: () => store.used,
       contribution: { diskBytes: 10 * GiB, diskPath: Deno.cwd() },
     });
     nodes.push(rms);

@@ -62,16 +62,17 @@ export type RelayFetch = (cid: CID, relay: number, fromVpn: string) => Promise<U
 export class CdnExchange {
   readonly #store?: BlockSource;
   readonly #catalogue?: Catalogue;
-  /** Set by the node: how a relayed `get` is passed on. */
-  relay?: RelayFetch;
+  readonly #relay?: RelayFetch;
 
   /**
    * @param store This node's CDN store, if it holds blocks for the cloud.
    * @param catalogue This node's catalogue, which it lists to members that ask.
+   * @param relay How this node passes on a relayed `get` for a block it lacks (none: it does not).
    */
-  constructor(store?: BlockSource, catalogue?: Catalogue) {
+  constructor(store?: BlockSource, catalogue?: Catalogue, relay?: RelayFetch) {
     this.#store = store;
     this.#catalogue = catalogue;
+    this.#relay = relay;
   }
 
   /**
@@ -105,8 +106,8 @@ export class CdnExchange {
           throw new TrueCloudError(`relay must be 0 to ${MAX_RELAY}`, { code: "invalid" });
         }
         let block = await this.#block(cid);
-        if (!block && m.t === "get" && relay > 0 && this.relay) {
-          block = await this.relay(cid, relay - 1, node.vpn).catch(() => undefined);
+        if (!block && m.t === "get" && relay > 0 && this.#relay) {
+          block = await this.#relay(cid, relay - 1, node.vpn).catch(() => undefined);
         }
         if (m.t === "get") {
           if (!block) await s.write({ t: "missing" });

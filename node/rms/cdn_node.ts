@@ -9,6 +9,7 @@
  */
 
 import { TopicValidatorResult } from "@libp2p/gossipsub";
+import { decodeJwt } from "jose";
 import {
   addContent,
   BlockNotFoundError,
@@ -110,8 +111,11 @@ export class CdnNode {
   constructor(o: CdnNodeOptions) {
     this.#o = o;
     this.catalogue = o.catalogue;
-    this.exchange = new CdnExchange(o.store, o.catalogue);
-    this.exchange.relay = (cid, relay, fromVpn) => this.#remote(cid, relay, fromVpn).getBlock(cid);
+    this.exchange = new CdnExchange(
+      o.store,
+      o.catalogue,
+      (cid, relay, fromVpn) => this.#remote(cid, relay, fromVpn).getBlock(cid),
+    );
     this.#log = o.log ?? discardLogger;
     this.#clock = o.clock ?? systemClock;
   }
@@ -191,7 +195,7 @@ export class CdnNode {
     this.#synced.set(node.vpn, new Set());
     const pubsub = node.libp2p.services.pubsub;
     pubsub.topicValidators.set(cdnTopic(node.vpn), async (from, msg) => {
-      // Judged by the manifest's own signature; see VpnNode for why the forwarding peer is not.
+      // Judged by the message's own signature; see VpnNode for why the forwarding peer is not.
       if (node.isDenied(from.toString())) return TopicValidatorResult.Reject;
       try {
         const m = JSON.parse(new TextDecoder().decode(msg.data));
@@ -212,7 +216,7 @@ export class CdnNode {
         }
         return TopicValidatorResult.Accept;
       } catch (err) {
-        this.#log.debug("Manifest refused", { err: String(err) });
+        this.#log.debug("CDN message refused", { err: String(err) });
         return TopicValidatorResult.Reject;
       }
     });
@@ -241,7 +245,7 @@ export class CdnNode {
     for (const [vpn, node] of this.#vpns) {
       if (vpn === except) continue;
       node.libp2p.services.pubsub.publish(cdnTopic(vpn), data).catch((err) =>
-        this.#log.debug("Manifest not gossiped", { vpn, err: String(err) })
+        this.#log.debug("CDN message not gossiped", { vpn, err: String(err) })
       );
     }
   }
@@ -272,29 +276,16 @@ export class CdnNode {
       cid: cid.toString(),
       size,
     }, this.#clock);
-    return { ...(await this.publishManifest(jws)), jws };
-  }
-
-  /**
-   * Takes a manifest signed elsewhere for content already in this node's store, and gossips it.
-   * @param jws The manifest.
-   * @returns The publication.
-   */
-  async publishManifest(jws: string): Promise<PublishedObject> {
     const obj = await this.catalogue.publish(jws);
     this.#whole.add(obj.cid.toString());
     this.#gossip(jws);
     this.#repairSoon();
-    return obj;
+    return { ...obj, jws };
   }
 
-  /** Members reached in any VPN, with the VPN to reach each through. */
-  #members(): Map<string, VpnNode> {
-    const out = new Map<string, VpnNode>();
-    for (const node of this.#vpns.values()) {
-      for (const p of node.verifiedPeers()) if (!out.has(p)) out.set(p, node);
-    }
-    return out;
+  /** Members reached in any VPN. */
+  #members(): Set<string> {
+    return new Set([...this.#vpns.values()].flatMap((node) => node.verifiedPeers()));
   }
 
   /**
@@ -302,8 +293,7 @@ export class CdnNode {
    * every node whose holder statement is current, in any VPN (one that said it is leaving is not).
    */
   liveHolders(): string[] {
-    const reached = this.#members();
-    const live = new Set([...reached.keys()].filter((p) => this.#keepsStore.get(p) === true));
+    const live = new Set([...this.#members()].filter((p) => this.#keepsStore.get(p) === true));
     const now = this.#clock.now() / 1000;
     for (const [id, s] of this.#statements) {
       if (s.exp <= now) this.#statements.delete(id);
@@ -317,20 +307,21 @@ export class CdnNode {
   // Whether this node knows, of every member it reaches, whether it keeps a store: until then its
   // view of the holders is too small, and it would pull objects that others hold.
   #viewComplete(): boolean {
-    return [...this.#members().keys()].every((p) => this.#keepsStore.has(p));
+    return [...this.#members()].every((p) => this.#keepsStore.has(p));
   }
 
-  // Where to fetch an object's blocks from other members: every VPN's members (but `except`'s) in
-  // the order placement gives holders, so that the first asked usually has the block; then, when
-  // none has it, the first three of each VPN, asking them to pass the request on to their other
-  // VPNs (an object's holders may sit in a VPN this node is not in).
+  // Where to fetch an object's blocks from other members: every VPN's members on its roster (but
+  // `except`'s), connected or not (a stream to one dials it), in the order placement gives holders,
+  // so that the first asked usually has the block; then, when none has it, the first three of each
+  // VPN, asking them to pass the request on to their other VPNs (an object's holders may sit in a
+  // VPN this node is not in).
   #remote(cid: CID, relay: number, except?: string): BlockSource {
     const key = cid.toString();
     const direct: BlockSource[] = [];
     const relayed: BlockSource[] = [];
     for (const [vpn, node] of this.#vpns) {
       if (vpn === except) continue;
-      const peers = node.verifiedPeers();
+      const peers = node.roster().map((c) => c.data.member).filter((id) => id !== this.nodeId);
       const ordered = holders(key, peers, peers.length);
       direct.push(this.exchange.source(node, ordered));
       if (relay > 0) relayed.push(this.exchange.source(node, ordered.slice(0, 3), relay));
@@ -520,10 +511,7 @@ export class CdnNode {
 /** The name in the last manifest of a page (read unverified: only to page on). */
 function lastName(manifests: string[]): string | undefined {
   try {
-    const part = manifests[manifests.length - 1].split(".")[1] ?? "";
-    const json = atob(part.replace(/-/g, "+").replace(/_/g, "/"));
-    const name = JSON.parse(new TextDecoder().decode(Uint8Array.from(json, (c) => c.charCodeAt(0))))
-      ?.dat?.name;
+    const name = (decodeJwt(manifests[manifests.length - 1]).dat as { name?: unknown })?.name;
     return typeof name === "string" ? name : undefined;
   } catch {
     return undefined;

@@ -83,7 +83,7 @@ export interface RmsOptions {
   contribution: ContributionConfig;
   /** Deno KV path of the ledger (default: in memory). */
   ledgerPath?: string;
-  /** Bytes of the lent disk held for the cloud outside grants: the node's CDN store. */
+  /** Bytes of the lent disk held for the cloud outside grants (default: what `cdnStore` holds). */
   held?: () => number;
   /** The node's CDN store: it holds the objects placement gives it and serves their blocks. */
   cdnStore?: BlockStore;
@@ -178,7 +178,7 @@ export class Rms {
     if (!Number.isInteger(max) || max < 1 || max > 4) {
       throw new TrueCloudError("A node holds 1 to 4 management VPNs", { code: "invalid" });
     }
-    this.#o = o;
+    this.#o = { ...o, held: o.held ?? (o.cdnStore && (() => o.cdnStore!.used)) };
     this.#log = o.log ?? discardLogger;
     this.#clock = o.clock ?? systemClock;
     this.#publisher = new RecordPublisher({
@@ -195,7 +195,7 @@ export class Rms {
       location: o.location,
       network: o.network,
       willServe: o.willServe,
-      held: o.held,
+      held: this.#o.held,
       clock: o.clock,
       log: this.#log.child("broadcast"),
     });
