@@ -150,6 +150,8 @@ export class Rms {
   readonly #log: Logger;
   readonly #clock: Clock;
   readonly #vpns = new Map<string, Membership>();
+  /** VPNs this node is moving to new keys: still held, though between networks. */
+  readonly #moving = new Set<string>();
   readonly #publisher: RecordPublisher;
   readonly #tried = new Map<string, number>(); // record key -> when it last failed (ms)
   #timer?: ReturnType<typeof setInterval>;
@@ -297,7 +299,7 @@ export class Rms {
    * @returns Its UUID.
    */
   async found(charter: Charter = defaultCharter()): Promise<string> {
-    if (this.#vpns.size >= this.maxVpns) {
+    if (this.#held() >= this.maxVpns) {
       throw new TrueCloudError(`This node already holds ${this.maxVpns} VPNs`, { code: "full" });
     }
     const vpn = crypto.randomUUID();
@@ -357,6 +359,17 @@ export class Rms {
   async #move(vpn: string, r: Rekey): Promise<void> {
     const m = this.#vpns.get(vpn);
     if (!m || this.#stopped) return;
+    // Held all the while: joining it (or another VPN in its place) through a guest network now
+    // would hand this node the old keys again, from a guardian that has not moved (or was revoked).
+    this.#moving.add(vpn);
+    try {
+      await this.#moveOnce(vpn, m, r);
+    } finally {
+      this.#moving.delete(vpn);
+    }
+  }
+
+  async #moveOnce(vpn: string, m: Membership, r: Rekey): Promise<void> {
     this.#log.info("Moving to the VPN's new keys", { vpn, keyId: r.keyId });
     this.#vpns.delete(vpn);
     this.broadcaster.detach(vpn);
@@ -409,13 +422,22 @@ export class Rms {
     this.cdn.catalogue.close();
   }
 
+  // How many VPNs this node holds, those it is moving included.
+  #held(): number {
+    return new Set([...this.#vpns.keys(), ...this.#moving]).size;
+  }
+
+  #holds(vpn: string): boolean {
+    return this.#vpns.has(vpn) || this.#moving.has(vpn);
+  }
+
   get #host(): string {
     return this.#o.host ?? "127.0.0.1";
   }
 
   async #fillOnce(): Promise<number> {
     let joined = 0;
-    if (this.#stopped || this.#vpns.size >= this.maxVpns) return 0;
+    if (this.#stopped || this.#held() >= this.maxVpns) return 0;
     let records;
     try {
       const f = this.#o.fetch ?? fetch;
@@ -431,12 +453,12 @@ export class Rms {
     }
     const now = Date.now();
     const candidates = records
-      .filter((r) => !this.#vpns.has(r.data.vpn) && r.guardian !== this.nodeId)
+      .filter((r) => !this.#holds(r.data.vpn) && r.guardian !== this.nodeId)
       .filter((r) => now - (this.#tried.get(`${r.data.vpn}/${r.guardian}`) ?? 0) > 30_000)
       .sort(() => Math.random() - 0.5);
     for (const r of candidates) {
-      if (this.#stopped || this.#vpns.size >= this.maxVpns) break;
-      if (this.#vpns.has(r.data.vpn)) continue;
+      if (this.#stopped || this.#held() >= this.maxVpns) break;
+      if (this.#holds(r.data.vpn)) continue;
       const key = `${r.data.vpn}/${r.guardian}`;
       try {
         if (
