@@ -104,6 +104,8 @@ export async function startNodes(o: NodesOptions): Promise<LocalNodes> {
           contribution: { diskBytes: 8 * 1024 ** 3, diskPath: o.home, cpuMillicores: 500 },
           ledgerPath: `${dir}/${name}/ledger.kv`,
           cataloguePath: `${dir}/${name}/catalogue.kv`,
+          // Every node shares one host here: repair rounds are cheap, and show changes sooner.
+          cdnRepairMs: 2000,
           retryMs: 2000,
           log: o.log.child(name),
         }),

@@ -211,6 +211,7 @@ export function createControlApp(nodes: ReadonlyMap<string, Rms>, token: string)
       objects,
       keepsStore: rms.cdn.keepsStore,
       liveHolders: rms.cdn.liveHolders(),
+      repair: rms.cdn.repairStatus(),
     });
   });
   app.post("/nodes/:node/cdn", async (c) => {

@@ -273,14 +273,27 @@ Deno.test("deno task start runs the local cloud; its feed and its release verify
     // named by its node id; placement over all live nodes gives the three that must hold it.
     const ids = agents.map((a) => a.id);
     const before = holders(sample.cid, ids, 3);
-    const waitFor = async (what: string, f: () => Promise<boolean>) => {
-      for (let i = 0; i < 300 && !(await f()); i++) await new Promise((r) => setTimeout(r, 100));
-      assert.ok(await f(), what);
+    // On failure, say what each of the holders sees.
+    const views = async (nodes: string[]) => {
+      const out = [];
+      for (const n of nodes) {
+        const ls = await runTask("node", ["cdn-ls", "--node", n, "--json", "--home", home], {
+          cwd: root,
+        });
+        const j = ls.code ? undefined : JSON.parse(ls.stdout);
+        const seen = j ? `${j.liveHolders.length}, repair ${JSON.stringify(j.repair)}` : ls.stderr;
+        out.push(`${n.slice(-4)}: holds ${await holdsWhole(n, sample.cid)}, sees ${seen}`);
+      }
+      return out.join("; ");
+    };
+    const waitFor = async (what: string, f: () => Promise<boolean>, nodes: string[]) => {
+      for (let i = 0; i < 600 && !(await f()); i++) await new Promise((r) => setTimeout(r, 100));
+      if (!(await f())) assert.fail(`${what}: ${await views(nodes)}`);
     };
     await waitFor("the sample on its three holders", async () => {
       for (const h of before) if (!(await holdsWhole(h, sample.cid))) return false;
       return true;
-    });
+    }, before);
     const digest = async () => {
       const r = await fetch(`${gateway}/cdn/${sample.cid}`, { client });
       assert.equal(r.status, 200);
@@ -295,7 +308,7 @@ Deno.test("deno task start runs the local cloud; its feed and its release verify
     const next = holders(sample.cid, ids.filter((n) => n !== gone), 3).find((n) =>
       !before.includes(n)
     )!;
-    await waitFor(`re-replicated to ${next}`, () => holdsWhole(next, sample.cid));
+    await waitFor(`re-replicated to ${next}`, () => holdsWhole(next, sample.cid), [next]);
 
     const health = await fetch(`${gateway}/healthz`, { client });
     assert.equal(health.status, 200);

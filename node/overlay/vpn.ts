@@ -38,7 +38,7 @@ import {
   verifyRevocation,
   type VpnKeyRef,
 } from "./credential.ts";
-import { jsonStream } from "./wire.ts";
+import { jsonStream, MESSAGE_DEADLINE_MS } from "./wire.ts";
 import type { VpnSecret } from "./secret.ts";
 import { acceptRekey, makeRekey, type Rekey, REKEY_PROTOCOL } from "./rekey.ts";
 
@@ -268,7 +268,11 @@ export class VpnNode {
    */
   async openStream(peer: string, protocol: string): Promise<Stream> {
     const conn = await this.reach(peer);
-    return await conn.newStream(protocol, { runOnLimitedConnection: true });
+    // Opening a stream is a negotiation with the member: it has a deadline like every message.
+    return await conn.newStream(protocol, {
+      runOnLimitedConnection: true,
+      signal: AbortSignal.timeout(MESSAGE_DEADLINE_MS),
+    });
   }
 
   /**
@@ -600,7 +604,10 @@ export class VpnNode {
   }
 
   async #show(conn: Connection): Promise<void> {
-    const stream = await conn.newStream(CREDENTIAL_PROTOCOL, { runOnLimitedConnection: true });
+    const stream = await conn.newStream(CREDENTIAL_PROTOCOL, {
+      runOnLimitedConnection: true,
+      signal: AbortSignal.timeout(MESSAGE_DEADLINE_MS),
+    });
     const s = jsonStream(stream);
     await s.write({
       t: "credential",

@@ -94,6 +94,8 @@ export class CdnNode {
   readonly #vpns = new Map<string, VpnNode>();
   /** Per member, whether it said it keeps a store. */
   readonly #keepsStore = new Map<string, boolean>();
+  /** Per VPN, the members seen passing on messages from other VPNs: they are in several VPNs. */
+  readonly #bridges = new Map<string, Set<string>>();
   /** Per VPN, the members synced with since they were last verified. */
   readonly #synced = new Map<string, Set<string>>();
   /** Objects found whole in the store since the last scrub. */
@@ -106,6 +108,7 @@ export class CdnNode {
   #repairing?: Promise<RepairRound>;
   #syncing?: Promise<void>;
   #soon?: ReturnType<typeof setTimeout>;
+  #repairingSince?: number;
 
   /** @param o Settings. */
   constructor(o: CdnNodeOptions) {
@@ -172,7 +175,8 @@ export class CdnNode {
     const leaving = env.data.leaving ?? false;
     this.#statements.set(env.issuer, { iat: env.issuedAt, exp: env.expiresAt, leaving });
     if (!leaving) this.#keepsStore.set(env.issuer, true);
-    if (leaving) this.#repairSoon();
+    // The view of the holders changed (a node came, or is leaving): placement may now differ.
+    if (leaving || !known || known.leaving) this.#repairSoon();
     return true;
   }
 
@@ -193,6 +197,7 @@ export class CdnNode {
   async attach(node: VpnNode): Promise<void> {
     this.#vpns.set(node.vpn, node);
     this.#synced.set(node.vpn, new Set());
+    this.#bridges.set(node.vpn, new Set());
     const pubsub = node.libp2p.services.pubsub;
     pubsub.topicValidators.set(cdnTopic(node.vpn), async (from, msg) => {
       // Judged by the message's own signature; see VpnNode for why the forwarding peer is not.
@@ -206,14 +211,15 @@ export class CdnNode {
         if (m.t === "holder") {
           const knows = (id: string) => vouched || node.roster().some((c) => c.data.member === id);
           if (await this.#takeStatement(m.jws, knows)) this.#send(m, node.vpn);
-          return TopicValidatorResult.Accept;
-        }
-        if (m.t !== "publish") throw new Error("neither publish nor holder");
-        const { fresh } = await this.catalogue.take(m.jws, { vouched });
-        if (fresh) {
-          this.#gossip(m.jws, node.vpn);
-          this.#repairSoon();
-        }
+        } else if (m.t === "publish") {
+          const { fresh } = await this.catalogue.take(m.jws, { vouched });
+          if (fresh) {
+            this.#gossip(m.jws, node.vpn);
+            this.#repairSoon();
+          }
+        } else throw new Error("neither publish nor holder");
+        // A member passing on another node's message is in another VPN too: a way to relay.
+        if (vouched && author !== decodeJwt(m.jws).iss) this.#bridges.get(node.vpn)?.add(author);
         return TopicValidatorResult.Accept;
       } catch (err) {
         this.#log.debug("CDN message refused", { err: String(err) });
@@ -232,6 +238,7 @@ export class CdnNode {
   detach(vpn: string): void {
     this.#vpns.delete(vpn);
     this.#synced.delete(vpn);
+    this.#bridges.delete(vpn);
   }
 
   // Publishes a manifest on the cdn topic of every VPN but `except`.
@@ -312,9 +319,9 @@ export class CdnNode {
 
   // Where to fetch an object's blocks from other members: every VPN's members on its roster (but
   // `except`'s), connected or not (a stream to one dials it), in the order placement gives holders,
-  // so that the first asked usually has the block; then, when none has it, the first three of each
-  // VPN, asking them to pass the request on to their other VPNs (an object's holders may sit in a
-  // VPN this node is not in).
+  // so that the first asked usually has the block; then, when none has it, the members known to be
+  // in other VPNs too (else the first three), asking them to pass the request on to their other
+  // VPNs (an object's holders may sit in a VPN this node is not in).
   #remote(cid: CID, relay: number, except?: string): BlockSource {
     const key = cid.toString();
     const direct: BlockSource[] = [];
@@ -324,7 +331,12 @@ export class CdnNode {
       const peers = node.roster().map((c) => c.data.member).filter((id) => id !== this.nodeId);
       const ordered = holders(key, peers, peers.length);
       direct.push(this.exchange.source(node, ordered));
-      if (relay > 0) relayed.push(this.exchange.source(node, ordered.slice(0, 3), relay));
+      if (relay > 0) {
+        const bridges = ordered.filter((p) => this.#bridges.get(vpn)?.has(p));
+        relayed.push(
+          this.exchange.source(node, bridges.length ? bridges : ordered.slice(0, 3), relay),
+        );
+      }
     }
     return new StoreSet([...direct, ...relayed]);
   }
@@ -370,8 +382,22 @@ export class CdnNode {
    * @returns What it did.
    */
   repair(): Promise<RepairRound> {
-    this.#repairing ??= this.#repairOnce().finally(() => (this.#repairing = undefined));
+    if (!this.#repairing) {
+      this.#repairingSince = Date.now();
+      this.#repairing = this.#repairOnce().finally(() => {
+        this.#repairing = undefined;
+        this.#repairingSince = undefined;
+      });
+    }
     return this.#repairing;
+  }
+
+  /** What the operator sees of the repair: objects not pulled yet and why, and a round running. */
+  repairStatus(): { failing: Record<string, string>; roundRunningMs?: number } {
+    return {
+      failing: Object.fromEntries(this.#failing),
+      roundRunningMs: this.#repairingSince && Date.now() - this.#repairingSince,
+    };
   }
 
   #repairSoon(): void {
@@ -457,6 +483,7 @@ export class CdnNode {
     let fresh = 0;
     for (let pages = 0; pages < 10_000; pages++) {
       const page = await this.exchange.list(node, peer, after);
+      if (this.#keepsStore.get(peer) !== page.store) this.#repairSoon(); // the view changed
       this.#keepsStore.set(peer, page.store);
       for (const jws of page.manifests) {
         try {
