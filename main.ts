@@ -37,6 +37,9 @@ async function main(): Promise<number> {
       gatewayPort: config.port,
       replicas: config.replicas,
       nodes: config.nodes,
+      cfsUiPort: config.cfsUiPort,
+      webdavPort: config.webdavPort,
+      cfsGraceMs: config.cfsGraceSeconds * 1000,
       log,
       logLevel: config.logLevel,
     });
@@ -59,6 +62,11 @@ async function main(): Promise<number> {
   console.log(
     `nodes: ${nodes.length} in ${vpns.size} management VPNs (deno task node status shows them)`,
   );
+  if (cloud.cfs) {
+    const { ui, webdav, cfs } = cloud.cfs;
+    console.log(`cfs ui: ${ui.url} (node-1's pool: ${cfs.status().distribution.summary})`);
+    console.log(`cfs files: ${webdav.url} (WebDAV: mount it, or curl -T FILE ${webdav.url})`);
+  } else console.log("cfs: none (a pool needs eight providers: start nine nodes or more)");
   console.log(`certificate: ${config.home}/tls/gateway-cert.pem (self-signed, development only)`);
   console.log(`try: curl --cacert ${config.home}/tls/gateway-cert.pem ${gw}/discovery/feed.rss`);
   console.log("Ctrl-C stops everything.");

@@ -19,6 +19,11 @@ export interface LocalCloudConfig {
   nodes: number;
   /** Log level. */
   logLevel: LogLevel;
+  /** Ports of node-1's CFS UI and WebDAV endpoint (0: any free one). */
+  cfsUiPort: number;
+  webdavPort: number;
+  /** Seconds node-1's CFS waits for a silent volume before replacing it. */
+  cfsGraceSeconds: number;
 }
 
 /** Usage text of `deno task start`. */
@@ -31,6 +36,10 @@ Flags (each also read from the environment variable shown; a flag wins):
   --port N          gateway HTTPS port, 0 = any   TRUECLOUD_GATEWAY_PORT (8443)
   --replicas N      discovery replicas, 1 to 9    TRUECLOUD_REPLICAS (3)
   --nodes N         node agents, 1 to 64          TRUECLOUD_NODES (12)
+  --cfs-port N      CFS UI port, 0 = any          TRUECLOUD_CFS_PORT (0)
+  --webdav-port N   CFS WebDAV port, 0 = any      TRUECLOUD_WEBDAV_PORT (0)
+  --cfs-grace S     seconds a silent volume has   TRUECLOUD_CFS_GRACE (60)
+                    before it is replaced
   --log-level L     debug, info, warn or error    TRUECLOUD_LOG_LEVEL (warn)
   --help            show this text`;
 
@@ -54,6 +63,9 @@ export function loadLocalCloudConfig(
         port: { type: "string" },
         replicas: { type: "string" },
         nodes: { type: "string" },
+        "cfs-port": { type: "string" },
+        "webdav-port": { type: "string" },
+        "cfs-grace": { type: "string" },
         "log-level": { type: "string" },
         help: { type: "boolean" },
       },
@@ -88,6 +100,23 @@ export function loadLocalCloudConfig(
   const port = int("port", values.port, "TRUECLOUD_GATEWAY_PORT", 8443, 0, 65535);
   const replicas = int("replicas", values.replicas, "TRUECLOUD_REPLICAS", 3, 1, 9);
   const nodes = int("nodes", values.nodes, "TRUECLOUD_NODES", 12, 1, 64);
+  const cfsUiPort = int("cfs-port", values["cfs-port"], "TRUECLOUD_CFS_PORT", 0, 0, 65535);
+  const webdavPort = int(
+    "webdav-port",
+    values["webdav-port"],
+    "TRUECLOUD_WEBDAV_PORT",
+    0,
+    0,
+    65535,
+  );
+  const cfsGraceSeconds = int(
+    "cfs-grace",
+    values["cfs-grace"],
+    "TRUECLOUD_CFS_GRACE",
+    60,
+    1,
+    86400,
+  );
   const level = (values["log-level"] ?? env("TRUECLOUD_LOG_LEVEL") ?? "warn").trim().toLowerCase();
   if (!LOG_LEVELS.includes(level as LogLevel)) {
     problems.push(
@@ -95,5 +124,14 @@ export function loadLocalCloudConfig(
     );
   }
   if (problems.length) throw new ConfigError(`Invalid configuration:\n  ${problems.join("\n  ")}`);
-  return { home, port, replicas, nodes, logLevel: level as LogLevel };
+  return {
+    home,
+    port,
+    replicas,
+    nodes,
+    logLevel: level as LogLevel,
+    cfsUiPort,
+    webdavPort,
+    cfsGraceSeconds,
+  };
 }

@@ -15,7 +15,14 @@ import { type PublishedSample, publishSamples } from "./samples.ts";
 import { Gateway, type GatewayConfig } from "../gateway/mod.ts";
 import { ensureSelfSigned } from "../gateway/mod.ts";
 import { discardLogger, type Logger, type LogLevel, toHex } from "../protocol/mod.ts";
-import { createControlApp } from "../node/mod.ts";
+import {
+  type CfsUiServer,
+  CloudFileSystem,
+  createControlApp,
+  serveCfsUi,
+  serveWebDav,
+  userspaceAttacher,
+} from "../node/mod.ts";
 
 /** The CDN share of each CDN holder's lent disk: the most its block store holds. */
 const CDN_QUOTA = 256 * 1024 * 1024;
@@ -36,6 +43,67 @@ export interface LocalCloudOptions {
   log?: Logger;
   /** Level of the logs that serving Workers write (they cannot share `log`). */
   logLevel?: LogLevel;
+  /** Ports of node-1's CFS UI and WebDAV endpoint, on loopback (default: any free ones). */
+  cfsUiPort?: number;
+  webdavPort?: number;
+  /** How long node-1's CFS waits for a silent volume before replacing it, ms (default 60 s). */
+  cfsGraceMs?: number;
+}
+
+/** node-1's Cloud File System and its two loopback endpoints. */
+export interface LocalCfs {
+  /** The node that keeps it. */
+  node: string;
+  cfs: CloudFileSystem;
+  /** The CFS UI. */
+  ui: CfsUiServer;
+  /** The WebDAV endpoint of its files. */
+  webdav: { url: string; close(): Promise<void> };
+}
+
+// Builds node-1's CFS as soon as eight providers answer (they may still be joining), and serves it.
+async function startCfs(
+  home: string,
+  nodes: LocalNodes,
+  options: LocalCloudOptions,
+  log: Logger,
+): Promise<LocalCfs> {
+  const name = "node-1";
+  const rms = nodes.nodes.get(name)!;
+  let cfs: CloudFileSystem | undefined;
+  const deadline = Date.now() + 90_000;
+  for (let attempt = 1; !cfs; attempt++) {
+    try {
+      cfs = await CloudFileSystem.start({
+        identity: nodes.identities.get(name)!,
+        broadcaster: rms.broadcaster,
+        ledger: rms.ledger,
+        entitlementBytes: () => rms.entitlement().entitlement.storageBytes,
+        attacher: userspaceAttacher(),
+        statePath: `${home}/nodes/${name}/cfs.json`,
+        graceMs: options.cfsGraceMs ?? 60_000,
+        log: log.child("cfs"),
+      });
+    } catch (err) {
+      if (Date.now() > deadline) throw err;
+      log.info("The CFS waits for providers", { attempt, err: String(err) });
+      await new Promise((r) => setTimeout(r, 2000));
+    }
+  }
+  rms.onStop(() => cfs!.stop());
+  const ui = serveCfsUi({
+    status: () => cfs!.status(),
+    actions: { scrub: () => cfs!.scrub() },
+    port: options.cfsUiPort ?? 0,
+    hostname: "127.0.0.1",
+    log: log.child("cfs-ui"),
+  });
+  const webdav = serveWebDav(cfs.files, {
+    hostname: "127.0.0.1",
+    port: options.webdavPort ?? 0,
+    log: log.child("webdav"),
+  });
+  return { node: name, cfs, ui, webdav };
 }
 
 /**
@@ -62,6 +130,8 @@ export class LocalCloud {
   readonly #refresher: TimestampRefresher;
   /** The sample CDN content published at start. */
   readonly samples: PublishedSample[];
+  /** node-1's Cloud File System, its UI and its WebDAV endpoint (with nine nodes or more). */
+  readonly cfs?: LocalCfs;
 
   private constructor(
     replicas: Gateway[],
@@ -72,7 +142,9 @@ export class LocalCloud {
     log: Logger,
     refresher: TimestampRefresher,
     samples: PublishedSample[],
+    cfs: LocalCfs | undefined,
   ) {
+    this.cfs = cfs;
     this.#refresher = refresher;
     this.samples = samples;
     this.gateway = replicas[0];
@@ -132,6 +204,7 @@ export class LocalCloud {
     const replicas: Gateway[] = [];
     let nodes: LocalNodes | undefined;
     let control: Deno.HttpServer<Deno.NetAddr> | undefined;
+    let cfs: LocalCfs | undefined;
     try {
       const n = options.replicas ?? 3;
       for (let i = 1; i <= n; i++) {
@@ -182,11 +255,18 @@ export class LocalCloud {
       // The first node publishes the samples; the holders pull them.
       const samples = await publishSamples(nodes.nodes.get("node-1")!.cdn);
       log.info("Sample content published", { samples });
+      // node-1 keeps its files on a pool of eight volumes leased from the others.
+      if (nodes.nodes.size > 8) {
+        cfs = await startCfs(home, nodes, options, log);
+        log.info("CFS pool built", { spread: cfs.cfs.status().distribution.summary });
+      }
       // The nodes' control API, for `deno task node`: loopback, a token in a file only we read.
       const token = toHex(crypto.getRandomValues(new Uint8Array(32)));
       control = Deno.serve(
         { hostname: "127.0.0.1", port: 0, onListen() {} },
-        createControlApp(nodes.nodes, token).fetch,
+        createControlApp(nodes.nodes, token, {
+          cfs: new Map(cfs ? [[cfs.node, cfs.cfs]] : []),
+        }).fetch,
       );
       await Deno.writeTextFile(
         `${home}/control.json`,
@@ -194,9 +274,11 @@ export class LocalCloud {
         { mode: 0o600 },
       );
       refresher.start();
-      return new LocalCloud(replicas, nodes, control, home, client, log, refresher, samples);
+      return new LocalCloud(replicas, nodes, control, home, client, log, refresher, samples, cfs);
     } catch (err) {
       await control?.shutdown().catch(() => {});
+      await cfs?.ui.close().catch(() => {});
+      await cfs?.webdav.close().catch(() => {});
       await nodes?.stop().catch(() => {});
       for (const r of replicas) await r.stop().catch(() => {});
       client.close();
@@ -224,6 +306,8 @@ export class LocalCloud {
     this.#refresher.stop();
     await this.#control.shutdown();
     await Deno.remove(`${this.#home}/control.json`).catch(() => {});
+    await this.cfs?.ui.close();
+    await this.cfs?.webdav.close();
     await this.nodes.stop();
     for (const r of this.replicas) await r.stop();
     this.#client.close();

@@ -7,8 +7,18 @@
  */
 
 import type { BlockStore } from "../cdn/mod.ts";
-import { loadIdentity, loadOrCreate, Rms, trustReleases } from "../node/mod.ts";
+import {
+  loadIdentity,
+  loadOrCreate,
+  Rms,
+  trustReleases,
+  UserspaceVolumes,
+  VolumeProvider,
+} from "../node/mod.ts";
 import type { Logger, NodeIdentity } from "../protocol/mod.ts";
+
+/** What each node lends. */
+const DISK = 8 * 1024 ** 3;
 
 /** Settings of {@linkcode startNodes}. */
 export interface NodesOptions {
@@ -34,6 +44,10 @@ export interface NodesOptions {
 export interface LocalNodes {
   /** Each node's RMS, by name (`node-1`…). */
   nodes: Map<string, Rms>;
+  /** Each node's identity, by name. */
+  identities: Map<string, NodeIdentity>;
+  /** Each node's Volume Provider, by name. */
+  providers: Map<string, VolumeProvider>;
   /** The VPNs the first nodes founded. */
   founded: string[];
   /** Stops every node (they withdraw their records). */
@@ -74,6 +88,8 @@ export async function startNodes(o: NodesOptions): Promise<LocalNodes> {
     () => Promise.resolve({ locations: Array.from({ length: 4 }, () => crypto.randomUUID()) }),
   );
   const nodes = new Map<string, Rms>();
+  const identities = new Map<string, NodeIdentity>();
+  const providers = new Map<string, VolumeProvider>();
   const count = o.count ?? 12;
   try {
     for (let i = 1; i <= count; i++) {
@@ -84,32 +100,69 @@ export async function startNodes(o: NodesOptions): Promise<LocalNodes> {
         `${dir}/${name}/network.json`,
         () => Promise.resolve({ network: crypto.randomUUID() }),
       );
-      nodes.set(
-        name,
-        await Rms.start({
-          identity,
-          cdnStore: o.cdnStore?.(identity.nodeId),
-          location: places.locations[i % places.locations.length],
-          network,
-          // Every third node holds two VPNs, linking them.
-          maxVpns: i % 3 === 0 ? 2 : 1,
-          release: claim,
-          releases: releases.catalog,
-          feedUrl: `${o.gateway}/discovery/feed.rss?count=100`,
-          endpoints: o.endpoints,
-          fetch: o.fetch,
-          allowPrivateAddresses: true,
-          // Every node here comes from 127.0.0.1, as homes behind one NAT share an address.
-          guestPerAddressPerSecond: 1000,
-          contribution: { diskBytes: 8 * 1024 ** 3, diskPath: o.home, cpuMillicores: 500 },
-          ledgerPath: `${dir}/${name}/ledger.kv`,
-          cataloguePath: `${dir}/${name}/catalogue.kv`,
-          // Every node shares one host here: repair rounds are cheap, and show changes sooner.
-          cdnRepairMs: 2000,
-          retryMs: 2000,
-          log: o.log.child(name),
-        }),
+      const rms = await Rms.start({
+        identity,
+        cdnStore: o.cdnStore?.(identity.nodeId),
+        location: places.locations[i % places.locations.length],
+        network,
+        // Every third node holds two VPNs, linking them.
+        maxVpns: i % 3 === 0 ? 2 : 1,
+        release: claim,
+        releases: releases.catalog,
+        feedUrl: `${o.gateway}/discovery/feed.rss?count=100`,
+        endpoints: o.endpoints,
+        fetch: o.fetch,
+        allowPrivateAddresses: true,
+        // Every node here comes from 127.0.0.1, as homes behind one NAT share an address.
+        guestPerAddressPerSecond: 1000,
+        contribution: { diskBytes: DISK, diskPath: o.home, cpuMillicores: 500 },
+        ledgerPath: `${dir}/${name}/ledger.kv`,
+        cataloguePath: `${dir}/${name}/catalogue.kv`,
+        // Every node shares one host here: repair rounds are cheap, and show changes sooner.
+        cdnRepairMs: 2000,
+        retryMs: 2000,
+        log: o.log.child(name),
+      });
+      nodes.set(name, rms);
+      identities.set(name, identity);
+      // Its Volume Provider: volumes of the lent disk (less the CDN's share), served through
+      // tunnels on a port kept across restarts, so that consumers find them again.
+      const cdn = o.cdnStore?.(identity.nodeId);
+      const volumeBytes = DISK - (cdn ? cdn.used + cdn.free : 0);
+      const tunnel = await loadOrCreate(`${dir}/${name}/tunnel.json`, () => ({ port: 0 }));
+      const backend = await UserspaceVolumes.start({
+        dir: `${dir}/${name}/volumes`,
+        capacityBytes: volumeBytes,
+        port: tunnel.port,
+        log: o.log.child(`${name}.volumes`),
+      }).catch(() =>
+        // The port was taken meanwhile: another one, kept from now on.
+        UserspaceVolumes.start({
+          dir: `${dir}/${name}/volumes`,
+          capacityBytes: volumeBytes,
+          log: o.log.child(`${name}.volumes`),
+        })
       );
+      if (backend.port !== tunnel.port) {
+        await Deno.writeTextFile(
+          `${dir}/${name}/tunnel.json`,
+          JSON.stringify({ port: backend.port }),
+          { mode: 0o600 },
+        );
+      }
+      const vp = await VolumeProvider.start({
+        identity,
+        broadcaster: rms.broadcaster,
+        ledger: rms.ledger,
+        backend,
+        statePath: `${dir}/${name}/volumes.json`,
+        log: o.log.child(`${name}.vp`),
+      });
+      providers.set(name, vp);
+      rms.onStop(async () => {
+        await vp.stop();
+        await backend.close();
+      });
     }
     const all = [...nodes.values()];
     const founded: string[] = [];
@@ -123,6 +176,8 @@ export async function startNodes(o: NodesOptions): Promise<LocalNodes> {
     }
     return {
       nodes,
+      identities,
+      providers,
       founded,
       async stop() {
         releases.stop();

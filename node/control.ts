@@ -6,6 +6,7 @@
  * @module
  */
 
+import type { CloudFileSystem } from "./cfs/cfs.ts";
 import { Hono } from "hono";
 import {
   methodNotAllowed,
@@ -104,9 +105,14 @@ async function streamed(
  * Builds the control API.
  * @param nodes The node agents, by name.
  * @param token The bearer token clients must present.
+ * @param parts The nodes' other parts, by name: their Cloud File Systems (filled in as they start).
  * @returns The app.
  */
-export function createControlApp(nodes: ReadonlyMap<string, Rms>, token: string): Hono {
+export function createControlApp(
+  nodes: ReadonlyMap<string, Rms>,
+  token: string,
+  parts: { cfs?: ReadonlyMap<string, CloudFileSystem> } = {},
+): Hono {
   const app = new Hono();
   // A node by name or id; a stopped one only shows its status.
   const find = (key: string, stoppedToo = false): [string, Rms] => {
@@ -202,6 +208,19 @@ export function createControlApp(nodes: ReadonlyMap<string, Rms>, token: string)
       }
     }
     throw new NotFoundError(`${peer} is not a member of this node's VPNs`);
+  });
+  // The Cloud File System: its status (what the CFS UI shows), and a scrub.
+  const cfsOf = (key: string) => {
+    const [name] = find(key);
+    const cfs = parts.cfs?.get(name);
+    if (!cfs) throw new NotFoundError(`${name} has no cloud file system (yet)`);
+    return cfs;
+  };
+  app.get("/nodes/:node/cfs", (c) => c.json(cfsOf(c.req.param("node")).status()));
+  app.post("/nodes/:node/cfs/scrub", async (c) => {
+    const cfs = cfsOf(c.req.param("node"));
+    await cfs.scrub();
+    return c.json(cfs.status().scrub ?? {});
   });
   // The CDN: the catalogue, publishing, members' reads, and the gateway's uplink (public only).
   app.get("/nodes/:node/cdn", async (c) => {

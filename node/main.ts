@@ -8,6 +8,7 @@
  * @module
  */
 
+import type { CfsStatus } from "./cfs/status.ts";
 import { parseArgs } from "node:util";
 import { resolve } from "node:path";
 import { getMimeType } from "hono/utils/mime";
@@ -30,6 +31,9 @@ Commands:
   cdn-put FILE          publish a file on the CDN from a node that keeps a CDN store (needs --node,
                         --name; --visibility public|members, --type, --expires)
   cdn-ls                the CDN catalogue as a node knows it, and the live holders (needs --node)
+  cfs                   a node's cloud file system: pool health, its eight volumes, resilver
+                        progress, recent events (needs --node)
+  scrub                 check every stripe of a node's pool and repair what is wrong (needs --node)
 
 Flags:
   --node NAME|ID        one node (node-3, or its 12D3KooW… id); default every node
@@ -170,6 +174,44 @@ function printEntitlement(nodes: NodeReport[]): void {
   }
 }
 
+function printCfs(s: CfsStatus): void {
+  const p = s.pool;
+  console.log(
+    `pool ${p.state}: ${bytes(p.usedBytes)} used of ${
+      bytes(p.sizeBytes)
+    }; ${p.lossesTolerated} more loss(es) tolerated`,
+  );
+  console.log(`spread: ${s.distribution.summary}`);
+  for (const v of s.volumes) {
+    const e = v.errors;
+    console.log(
+      `  ${v.slot} ${v.role.padEnd(6)} ${v.state.padEnd(11)} ${
+        v.provider ? short(v.provider) : "-".padEnd(17)
+      }  ${bytes(v.sizeBytes).padStart(10)}  ${
+        v.latencyMs === undefined ? "    -" : `${v.latencyMs.toFixed(1).padStart(5)} ms`
+      }  errors r${e.read}/w${e.write}/c${e.checksum}${
+        v.behindStripes ? `  ${v.behindStripes} stripe(s) behind` : ""
+      }`,
+    );
+  }
+  const r = s.resilver;
+  if (r) {
+    const pct = r.totalBytes ? Math.floor(r.doneBytes / r.totalBytes * 100) : 100;
+    console.log(
+      `resilver (${r.kind}) of volume ${r.slot}: ${pct}% ${
+        r.finished
+          ? "done"
+          : r.etaSeconds === undefined
+          ? ""
+          : `, ${Math.ceil(r.etaSeconds)} s left`
+      }`,
+    );
+  }
+  for (const e of s.events.slice(0, 10)) {
+    console.log(`  ${new Date(e.at).toISOString()} ${e.level.padEnd(5)} ${e.message}`);
+  }
+}
+
 async function main(args: string[]): Promise<number> {
   let parsed;
   try {
@@ -291,6 +333,21 @@ async function main(args: string[]): Promise<number> {
             }`,
           );
         }
+        return 0;
+      }
+      case "cfs":
+      case "scrub": {
+        if (!node) throw new CliError(`${command} needs --node NAME|ID`);
+        if (rest.length) throw new CliError(`${command} takes no arguments`);
+        if (command === "scrub") {
+          result = await call(home, "POST", `/nodes/${node}/cfs/scrub`);
+          if (values.json) console.log(JSON.stringify(result, null, 2));
+          else console.log(`scrub finished: ${result.repaired} block(s) repaired`);
+          return 0;
+        }
+        result = await call(home, "GET", `/nodes/${node}/cfs`);
+        if (values.json) console.log(JSON.stringify(result, null, 2));
+        else printCfs(result as unknown as CfsStatus);
         return 0;
       }
       case "cdn-ls": {

@@ -8,4 +8,7 @@
 export * from "./overlay/mod.ts";
 export * from "./rms/mod.ts";
 export * from "./control.ts";
+export * from "./cfs/mod.ts";
+export * from "./drivers/mod.ts";
+export * from "./vp/mod.ts";
 export * from "./state.ts";

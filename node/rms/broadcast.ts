@@ -33,15 +33,18 @@ import {
   verifyContribution,
 } from "./contribution.ts";
 import {
+  type GrantData,
   type Ledger,
   type LedgerEntry,
   nodeAudience,
   resourceSchema,
   signAck,
   signGrant,
+  signLeaseEnd,
   type Totals,
   verifyAck,
   verifyGrant,
+  verifyLeaseEnd,
 } from "./ledger.ts";
 
 /** The stream protocol for offers and grants. */
@@ -138,6 +141,27 @@ export interface BroadcastStats {
   grants: number;
 }
 
+/**
+ * What serves volume messages on a node (`docs/protocol/volumes.md`): its Volume Provider.
+ */
+export interface VolumeHandler {
+  /**
+   * Answers a volume message addressed to this node.
+   * @param jws The message (an export or a lease end), untrusted.
+   * @param from The member that passed it on.
+   */
+  message(jws: string): Promise<Record<string, unknown>>;
+  /**
+   * The lease in force of a volume this node provides, when a grant renews it (its `request` and
+   * `offer` are the volume id); undefined when it is not a renewal this node accepts.
+   */
+  renewal(g: GrantData): LedgerEntry | undefined;
+  /** A renewal was acknowledged: `next` takes the place of `previous`. */
+  renewed(previous: LedgerEntry, next: LedgerEntry): void;
+  /** Whether it would lend a volume for this storage request (room, one volume per consumer). */
+  willServe(r: VerifiedRequest): boolean;
+}
+
 /** Settings of a {@linkcode Broadcaster}. */
 export interface BroadcasterOptions {
   identity: NodeIdentity;
@@ -185,6 +209,9 @@ export class Broadcaster {
   readonly #down = new Map<string, { vpn: string; peer: string; until: number }>();
   readonly #pending = new Map<string, { offers: ReceivedOffer[]; want: number; wake(): void }>();
   readonly #offered = new Map<string, { request: VerifiedRequest; until: number }>();
+  // provider -> the member an offer from it came through, for volume messages after the grant
+  readonly #toward = new Map<string, { vpn: string; peer: string; until: number }>();
+  #volumes?: VolumeHandler;
   readonly #stats: BroadcastStats = {
     requests: 0,
     duplicates: 0,
@@ -226,8 +253,15 @@ export class Broadcaster {
       if (node.isDenied(from.toString())) return TopicValidatorResult.Reject;
       try {
         const m = JSON.parse(new TextDecoder().decode(msg.data));
-        if (m?.t !== "grant" || typeof m.ack !== "string") throw new Error("not a grant");
-        await this.#o.ledger.record(await verifyAck(m.ack, this.#clock));
+        let news: boolean;
+        if (m?.t === "end" && typeof m.end === "string") {
+          news = await this.#o.ledger.end(await verifyLeaseEnd(m.end, this.#clock));
+        } else if (m?.t === "grant" && typeof m.ack === "string") {
+          news = await this.#o.ledger.record(await verifyAck(m.ack, this.#clock));
+        } else throw new Error("not a grant or a lease end");
+        // What is new to this node crosses into its other VPNs, so that providers there count
+        // leases, and their ends, made where they are not (a lease end's provider may be gone).
+        if (news) this.#publishGrants(msg.data, node.vpn);
         return TopicValidatorResult.Accept;
       } catch {
         return TopicValidatorResult.Reject;
@@ -260,6 +294,106 @@ export class Broadcaster {
   /** Stops taking part in a VPN. */
   detach(vpn: string): void {
     this.#vpns.delete(vpn);
+  }
+
+  /**
+   * Serves volume messages addressed to this node.
+   * @param handler The node's Volume Provider.
+   */
+  serveVolumes(handler: VolumeHandler): void {
+    this.#volumes = handler;
+  }
+
+  /**
+   * Sends a volume message to a node: straight to it when it is a member of a VPN this node is in,
+   * else along the route of its last offer.
+   * @param to The node.
+   * @param jws The message (export, lease end).
+   * @returns Its answer.
+   * @throws {TrueCloudError} `unreachable` when there is no way to it.
+   */
+  async sendVolume(to: string, jws: string): Promise<Record<string, unknown>> {
+    return await this.#deliver(to, { t: "volume", to, volume: jws });
+  }
+
+  /**
+   * Renews a storage lease this node holds as consumer: a new grant for the same volume.
+   * @param lease The lease in force.
+   * @param volume The volume's id: the id of its first lease (renewals get ids of their own).
+   * @returns The new lease (the old one ends where it starts).
+   * @throws {TrueCloudError} With the provider's refusal code, or `unreachable`.
+   */
+  async renew(lease: LedgerEntry, volume: string = lease.id): Promise<LedgerEntry> {
+    const grant = await signGrant(this.#o.identity, {
+      v: 1,
+      id: newUuid(),
+      request: volume,
+      offer: volume,
+      provider: lease.provider,
+      consumer: this.#o.identity.nodeId,
+      kind: lease.kind,
+      bytes: lease.bytes,
+      cpuMillicores: lease.cpuMillicores,
+      memoryBytes: lease.memoryBytes,
+      leaseSeconds: lease.until - lease.from,
+      contribution: this.#o.contribution().jws,
+    }, this.#clock);
+    const answer = await this.#deliver(lease.provider, { t: "grant", grant });
+    if (answer.t !== "ack" || typeof answer.ack !== "string") {
+      throw new TrueCloudError(`The provider refused: ${String(answer.reason ?? "no reason")}`, {
+        code: String(answer.code ?? "refused"),
+      });
+    }
+    const next = await verifyAck(answer.ack, this.#clock);
+    if (next.provider !== lease.provider || next.consumer !== this.#o.identity.nodeId) {
+      throw new TrueCloudError("The acknowledgement is not for this renewal", { code: "invalid" });
+    }
+    await this.#o.ledger.record(next);
+    this.#announce(answer.ack);
+    await this.endLease(lease, next.from, "renewed");
+    return next;
+  }
+
+  /**
+   * Ends a lease this node is a party to: signs a lease end, records it and announces it.
+   * @param lease The lease.
+   * @param at When it ends (seconds).
+   * @param reason Why.
+   * @returns The lease end's JWS, for sending to the other party.
+   */
+  async endLease(
+    lease: LedgerEntry,
+    at: number,
+    reason: "released" | "replaced" | "renewed" | "withdrawn",
+  ): Promise<string> {
+    const data = {
+      v: 1 as const,
+      lease: lease.id,
+      provider: lease.provider,
+      consumer: lease.consumer,
+      at,
+      reason,
+    };
+    const jws = await signLeaseEnd(this.#o.identity, data, this.#clock);
+    await this.#o.ledger.end(data);
+    this.#publishGrants(new TextEncoder().encode(JSON.stringify({ t: "end", end: jws })));
+    return jws;
+  }
+
+  async #deliver(to: string, msg: Record<string, unknown>): Promise<Record<string, unknown>> {
+    let last: unknown;
+    for (const node of this.#vpns.values()) {
+      if (!node.roster().some((c) => c.data.member === to)) continue;
+      try {
+        return await this.#send(node.vpn, to, msg);
+      } catch (err) {
+        last = err;
+      }
+    }
+    const r = this.#toward.get(to);
+    if (r && r.until >= this.#now) return await this.#send(r.vpn, r.peer, msg);
+    if (last) throw last;
+    throw new TrueCloudError(`No route to node ${to}`, { code: "unreachable", status: 504 });
   }
 
   /** This node's entitlement. */
@@ -380,8 +514,12 @@ export class Broadcaster {
   }
 
   #announce(ack: string): void {
-    const msg = new TextEncoder().encode(JSON.stringify({ t: "grant", ack }));
+    this.#publishGrants(new TextEncoder().encode(JSON.stringify({ t: "grant", ack })));
+  }
+
+  #publishGrants(msg: Uint8Array, except?: string): void {
     for (const n of this.#vpns.values()) {
+      if (n.vpn === except) continue;
       n.libp2p.services.pubsub.publish(grantsTopic(n.vpn), msg).catch(() => {});
     }
   }
@@ -400,7 +538,7 @@ export class Broadcaster {
   #prune(): void {
     const now = this.#now;
     for (const [k, exp] of this.#seen) if (exp < now) this.#seen.delete(k);
-    for (const m of [this.#routes, this.#down, this.#offered]) {
+    for (const m of [this.#routes, this.#down, this.#offered, this.#toward]) {
       for (const [k, v] of m) if (v.until < now) m.delete(k);
     }
   }
@@ -457,7 +595,10 @@ export class Broadcaster {
   }
 
   // Whether this node can serve a request now: fair use for the requester, capacity for itself.
-  #refusal(r: { requester: string; contribution: Contribution }, amounts: OfferData | RequestData) {
+  #refusal(
+    r: { requester: string; contribution: Contribution },
+    amounts: { bytes: number; cpuMillicores: number; memoryBytes: number },
+  ) {
     const use = add(this.#o.ledger.use(r.requester, this.#now), amounts);
     if (over(use, allowance(r.contribution))) {
       return { code: "over_entitlement", reason: "The consumer would exceed its entitlement" };
@@ -476,6 +617,7 @@ export class Broadcaster {
 
   async #answer(node: VpnNode, upstream: string, r: VerifiedRequest): Promise<void> {
     if (this.#o.willServe && !this.#o.willServe(r)) return;
+    if (r.data.kind === "storage" && this.#volumes && !this.#volumes.willServe(r)) return;
     const refusal = this.#refusal(r, r.data);
     if (refusal) {
       this.#log.info("Request not served", { requester: r.requester, ...refusal });
@@ -518,7 +660,23 @@ export class Broadcaster {
       return await this.#onOffer(node, from, m.offer);
     }
     if (m.t === "grant" && typeof m.grant === "string") return await this.#onGrant(m.grant);
-    throw new TrueCloudError("Expected an offer or a grant", { code: "invalid" });
+    if (m.t === "volume" && typeof m.to === "string" && typeof m.volume === "string") {
+      if (m.volume.length > 16 * 1024) {
+        throw new TrueCloudError("The volume message is too long", { code: "invalid" });
+      }
+      if (m.to !== this.#o.identity.nodeId) {
+        return await this.#deliver(nodeIdSchema.parse(m.to), {
+          t: "volume",
+          to: m.to,
+          volume: m.volume,
+        });
+      }
+      if (!this.#volumes) {
+        throw new TrueCloudError("This node provides no volumes", { code: "no_capacity" });
+      }
+      return await this.#volumes.message(m.volume);
+    }
+    throw new TrueCloudError("Expected an offer, a grant or a volume message", { code: "invalid" });
   }
 
   async #onOffer(node: VpnNode, from: string, jws: string) {
@@ -539,6 +697,7 @@ export class Broadcaster {
     if (requester === this.#o.identity.nodeId) {
       const p = this.#pending.get(v.data.request);
       if (!p) throw new TrueCloudError("No such open request", { code: "unknown_request" });
+      this.#toward.set(v.issuer, { vpn: node.vpn, peer: from, until: this.#now + 600 });
       if (p.offers.some((o) => o.provider === v.issuer)) return { ok: true };
       p.offers.push({
         jws,
@@ -559,6 +718,7 @@ export class Broadcaster {
       peer: from,
       until: this.#now + 600,
     });
+    this.#toward.set(v.issuer, { vpn: node.vpn, peer: from, until: this.#now + 600 });
     return await this.#send(up.vpn, up.peer, { t: "offer", offer: jws });
   }
 
@@ -568,9 +728,12 @@ export class Broadcaster {
     const g = await verifyGrant(jws, provider, this.#clock);
     if (provider !== this.#o.identity.nodeId) {
       const down = this.#down.get(`${g.request}/${provider}`);
-      if (!down) throw new TrueCloudError("No route to that provider", { code: "unknown_offer" });
-      return await this.#send(down.vpn, down.peer, { t: "grant", grant: jws });
+      if (down) return await this.#send(down.vpn, down.peer, { t: "grant", grant: jws });
+      if (g.request === g.offer) return await this.#deliver(provider, { t: "grant", grant: jws });
+      throw new TrueCloudError("No route to that provider", { code: "unknown_offer" });
     }
+    const previous = g.request === g.offer ? this.#volumes?.renewal(g) : undefined;
+    if (previous) return await this.#onRenewal(jws, g, previous);
     const made = this.#offered.get(g.offer);
     if (
       !made || made.request.requester !== g.consumer || made.request.id !== g.request ||
@@ -594,6 +757,38 @@ export class Broadcaster {
     this.#announce(ack);
     this.#stats.grants++;
     this.#log.info("Grant made", { consumer: g.consumer, id: g.id, kind: g.kind });
+    return { t: "ack", ack };
+  }
+
+  // A renewal: the same volume for a new term, counted instead of the lease it replaces.
+  async #onRenewal(jws: string, g: GrantData, previous: LedgerEntry) {
+    if (
+      previous.consumer !== g.consumer || previous.bytes !== g.bytes || previous.kind !== g.kind ||
+      previous.cpuMillicores !== g.cpuMillicores || previous.memoryBytes !== g.memoryBytes
+    ) {
+      throw new TrueCloudError("A renewal keeps the lease's consumer and amounts", {
+        code: "invalid",
+      });
+    }
+    const contribution = await verifyContribution(g.contribution, g.consumer, this.#clock);
+    const none = { bytes: 0, cpuMillicores: 0, memoryBytes: 0 };
+    const refusal = this.#refusal({ requester: g.consumer, contribution }, none);
+    if (refusal) return { ok: false, ...refusal };
+    const ack = await signAck(this.#o.identity, jws, g.leaseSeconds, this.#clock);
+    const next = await verifyAck(ack, this.#clock);
+    await this.#o.ledger.record(next);
+    // The volume moves to the new lease before the old one ends, so it is never found leaseless.
+    this.#volumes?.renewed(previous, next);
+    await this.#o.ledger.end({
+      v: 1,
+      lease: previous.id,
+      provider: previous.provider,
+      consumer: previous.consumer,
+      at: next.from,
+      reason: "renewed",
+    });
+    this.#announce(ack);
+    this.#log.info("Lease renewed", { consumer: g.consumer, volume: g.request, id: g.id });
     return { t: "ack", ack };
   }
 }

@@ -105,6 +105,7 @@ export class CdnNode {
   /** Holder statements heard, by node: when each ends, and whether it said it was leaving. */
   readonly #statements = new Map<string, { iat: number; exp: number; leaving: boolean }>();
   #timers: ReturnType<typeof setInterval>[] = [];
+  #stopped = false;
   #repairing?: Promise<RepairRound>;
   #syncing?: Promise<void>;
   #soon?: ReturnType<typeof setTimeout>;
@@ -136,11 +137,17 @@ export class CdnNode {
   /** Starts syncing, repairing and scrubbing. */
   start(): void {
     if (this.#timers.length) return;
-    this.#timers.push(setInterval(() => void this.#syncNew(), 2000));
-    this.#timers.push(setInterval(() => void this.#syncOne(), this.#o.syncMs ?? 300_000));
-    this.#timers.push(setInterval(() => void this.repair(), this.#o.repairMs ?? 10_000));
-    this.#timers.push(setInterval(() => void this.#scrub(), this.#o.scrubMs ?? 600_000));
-    this.#timers.push(setInterval(() => void this.#announce(), (HOLDER_TTL_S * 1000) / 3));
+    // A round still running when the node stops may find the catalogue closed: it only logs.
+    const every = (f: () => Promise<unknown>, ms: number) =>
+      this.#timers.push(setInterval(() => {
+        if (this.#stopped) return;
+        f().catch((err) => this.#log.debug("CDN upkeep failed", { err: String(err) }));
+      }, ms));
+    every(() => this.#syncNew(), 2000);
+    every(() => this.#syncOne(), this.#o.syncMs ?? 300_000);
+    every(() => this.repair(), this.#o.repairMs ?? 10_000);
+    every(() => this.#scrub(), this.#o.scrubMs ?? 600_000);
+    every(() => this.#announce(), (HOLDER_TTL_S * 1000) / 3);
   }
 
   // Tells every VPN that this node keeps a store and is alive (or is leaving).
@@ -182,6 +189,7 @@ export class CdnNode {
 
   /** Stops, after the round in progress. */
   async stop(): Promise<void> {
+    this.#stopped = true;
     if (this.#timers.length) await this.#announce(true).catch(() => {});
     for (const t of this.#timers) clearInterval(t);
     this.#timers = [];
@@ -382,6 +390,8 @@ export class CdnNode {
    * @returns What it did.
    */
   repair(): Promise<RepairRound> {
+    // Once stopped, the catalogue may be closed: no round starts.
+    if (this.#stopped) return Promise.resolve({ fetched: [], failed: [] });
     if (!this.#repairing) {
       this.#repairingSince = Date.now();
       this.#repairing = this.#repairOnce().finally(() => {
@@ -401,10 +411,10 @@ export class CdnNode {
   }
 
   #repairSoon(): void {
-    if (this.#soon || !this.#o.store) return;
+    if (this.#soon || !this.#o.store || this.#stopped) return;
     this.#soon = setTimeout(() => {
       this.#soon = undefined;
-      void this.repair();
+      this.repair().catch((err) => this.#log.warn("Repair failed", { err: String(err) }));
     }, 200);
   }
 

@@ -79,6 +79,8 @@ export interface LedgerEntry {
   until: number;
   /** The acknowledgement, which carries the grant. */
   ack: string;
+  /** Why it ended before its time, when it did. */
+  ended?: LeaseEnd["reason"];
 }
 
 /**
@@ -191,6 +193,67 @@ export async function verifyAck(jws: string, clock?: Clock): Promise<LedgerEntry
   };
 }
 
+/** Envelope type of a lease end. */
+export const LEASE_END_TYPE = "truecloud-lease-end+jwt";
+
+/** Why a lease ended early. */
+export const leaseEndReasons = ["released", "replaced", "renewed", "withdrawn"] as const;
+
+/** The data of a lease end (`docs/protocol/volumes.md`). */
+export const leaseEndSchema = z.strictObject({
+  v: z.literal(1),
+  lease: uuidSchema,
+  provider: nodeIdSchema,
+  consumer: nodeIdSchema,
+  at: z.number().int().min(0),
+  reason: z.enum(leaseEndReasons),
+});
+/** The data of a lease end. */
+export type LeaseEnd = z.infer<typeof leaseEndSchema>;
+
+/**
+ * Signs a lease end: one party saying a lease ends at `at`.
+ * @param party The provider or the consumer.
+ * @param data The lease end.
+ * @param clock Time source.
+ */
+export async function signLeaseEnd(
+  party: NodeIdentity,
+  data: LeaseEnd,
+  clock?: Clock,
+): Promise<string> {
+  return await signEnvelope(party, leaseEndSchema.parse(data), {
+    type: LEASE_END_TYPE,
+    audience: RMS_AUDIENCE,
+    ttlSeconds: 24 * 3600,
+    clock,
+  });
+}
+
+/**
+ * Verifies a lease end.
+ * @param jws The lease end, untrusted.
+ * @param clock Time source.
+ * @throws {SignatureError|ValidationError} When it does not verify or its signer is not a party.
+ */
+export async function verifyLeaseEnd(jws: string, clock?: Clock): Promise<LeaseEnd> {
+  const v = await verifyEnvelope(jws, {
+    type: LEASE_END_TYPE,
+    audience: RMS_AUDIENCE,
+    schema: leaseEndSchema,
+    what: "lease end",
+    clock,
+    maxBytes: 4096,
+    maxTtlSeconds: 24 * 3600,
+  });
+  if (v.issuer !== v.data.provider && v.issuer !== v.data.consumer) {
+    throw new SignatureError("A lease end is signed by its provider or its consumer", {
+      code: "claim_invalid",
+    });
+  }
+  return v.data;
+}
+
 /** Amounts in force. */
 export interface Totals {
   storageBytes: number;
@@ -202,6 +265,7 @@ export interface Totals {
 export class Ledger {
   readonly #kv: Deno.Kv;
   readonly #entries = new Map<string, LedgerEntry>();
+  readonly #early = new Map<string, LeaseEnd>();
 
   private constructor(kv: Deno.Kv) {
     this.#kv = kv;
@@ -223,11 +287,51 @@ export class Ledger {
   /**
    * Records a grant (again: no change).
    * @param e The entry.
+   * @returns Whether it was new.
    */
-  async record(e: LedgerEntry): Promise<void> {
-    if (this.#entries.has(e.id)) return;
+  async record(e: LedgerEntry): Promise<boolean> {
+    if (this.#entries.has(e.id)) return false;
+    // An end heard before its lease (they travel separately) applies as soon as the lease is known.
+    const ended = this.#early.get(e.id);
+    this.#early.delete(e.id);
+    if (ended && ended.provider === e.provider && ended.consumer === e.consumer) {
+      const until = Math.max(e.from, ended.at);
+      if (until < e.until) e = { ...e, until, ended: ended.reason };
+    }
     this.#entries.set(e.id, e);
     await this.#kv.set(["grant", e.id], e);
+    return true;
+  }
+
+  /**
+   * Ends a lease early (a verified lease end from one of its parties); a lease end for another
+   * pair of parties, or later than the lease's end, changes nothing.
+   * @param end The lease end.
+   * @returns Whether the entry changed.
+   */
+  async end(end: LeaseEnd): Promise<boolean> {
+    const e = this.#entries.get(end.lease);
+    if (!e) {
+      if (this.#early.size >= 10_000) this.#early.delete(this.#early.keys().next().value!);
+      const news = !this.#early.has(end.lease);
+      this.#early.set(end.lease, end);
+      return news;
+    }
+    if (e.provider !== end.provider || e.consumer !== end.consumer) return false;
+    const until = Math.max(e.from, end.at);
+    if (until >= e.until) return false;
+    const ended = { ...e, until, ended: end.reason };
+    this.#entries.set(e.id, ended);
+    await this.#kv.set(["grant", e.id], ended);
+    return true;
+  }
+
+  /**
+   * One entry.
+   * @param id The lease id.
+   */
+  get(id: string): LedgerEntry | undefined {
+    return this.#entries.get(id);
   }
 
   /** Every entry. */

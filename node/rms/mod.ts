@@ -15,3 +15,4 @@ export * from "./ledger.ts";
 export * from "./releases.ts";
 export * from "./cdn.ts";
 export * from "./cdn_node.ts";
+export * from "./volumes.ts";

@@ -157,6 +157,7 @@ export class Rms {
   #timer?: ReturnType<typeof setInterval>;
   #filling?: Promise<void>;
   #stopped = false;
+  readonly #onStop: (() => Promise<void>)[] = [];
   #statement: { jws: string; data: Contribution; at: number };
   #attested?: { jws: string; at: number };
 
@@ -258,6 +259,14 @@ export class Rms {
     const data = await measureContribution(this.#o.contribution);
     const jws = await signContribution(this.#o.identity, data, this.#o.clock);
     this.#statement = { jws, data, at: Date.now() };
+  }
+
+  /**
+   * Runs `f` first when the RMS stops (the node's Volume Provider and file system stop with it).
+   * @param f What to stop.
+   */
+  onStop(f: () => Promise<void>): void {
+    this.#onStop.push(f);
   }
 
   /** Whether the node has been stopped. */
@@ -413,6 +422,7 @@ export class Rms {
   async stop(): Promise<void> {
     if (this.#stopped) return;
     this.#stopped = true;
+    for (const f of this.#onStop.splice(0)) await f().catch(() => {});
     clearInterval(this.#timer);
     await this.#filling?.catch(() => {});
     await this.cdn.stop();
