@@ -5,11 +5,12 @@
  * through a {@linkcode TunnelServer} on 127.0.0.1.
  *
  *   deno run --allow-read --allow-write --allow-net=127.0.0.1 --allow-env bench/_pool_provider.ts
- *     --dir DIR --block-size 65536 --blocks N --consumer KEY [--consumer KEY …]
+ *     --dir DIR --block-size 65536 --blocks N --consumer=KEY [--consumer=KEY …]
  *
  * Once serving, it prints one line of JSON on standard output:
  * `{"endpoint":"127.0.0.1:PORT","volumes":[{"id":UUID,"serverPublic":KEY,"files":[DATA,TAGS]}]}`,
- * the volumes in the order of the `--consumer` keys (base64url X25519 public keys). It stops
+ * the volumes in the order of the `--consumer` keys (base64url X25519 public keys, given as
+ * `--consumer=KEY` since a key may start with "-"). It stops
  * serving, closes the store and exits on SIGTERM, SIGINT, or when its standard input ends (its
  * parent is gone). The volume files stay in `--dir`: the parent removes the directory.
  *

@@ -149,7 +149,8 @@ async function startProvider(dir: string, consumers: TunnelKeyPair[]): Promise<P
       String(BLOCK_SIZE),
       "--blocks",
       String(BLOCKS),
-      ...consumers.flatMap((k) => ["--consumer", encodeTunnelKey(k.publicKey)]),
+      // One argument each: a base64url key may start with "-".
+      ...consumers.map((k) => `--consumer=${encodeTunnelKey(k.publicKey)}`),
     ],
     cwd: ROOT,
     stdin: "piped",

@@ -136,6 +136,36 @@ Deno.test("CFS: eight leased volumes, catch-up within grace, three losses twice,
     await put("/photos/b.raw", 5 * 1024 * 1024);
     await checkAll("after writing");
 
+    // A provider's disk rots under a block: the provider reports it, the pool reads around it, and
+    // a scrub rewrites it.
+    const victim = providers.find((p) =>
+      cfs!.status().volumes.some((v) => v.provider === p.rms.nodeId)
+    )!;
+    const victimSlot = cfs.status().volumes.findIndex((v) => v.provider === victim.rms.nodeId);
+    const [dataFile] = [...Deno.readDirSync(`${victim.dir}/volumes`)].filter((e) =>
+      e.name.endsWith(".data")
+    );
+    const rotten = await Deno.open(`${victim.dir}/volumes/${dataFile.name}`, {
+      read: true,
+      write: true,
+    });
+    const bs = 65536;
+    for (const block of [2, 3, 7]) {
+      await rotten.seek(block * bs + 1000, Deno.SeekMode.Start);
+      await rotten.write(crypto.getRandomValues(new Uint8Array(64)));
+    }
+    rotten.close();
+    await checkAll("with rotten blocks on one provider");
+    await cfs.scrub();
+    const scrubbed = cfs.status();
+    assert.ok(scrubbed.scrub?.finished);
+    const errors = scrubbed.volumes[victimSlot].errors;
+    assert.ok(errors.read + errors.checksum >= 1, `the rot is counted: ${JSON.stringify(errors)}`);
+    assert.equal(scrubbed.volumes[victimSlot].state, "online");
+    await cfs.scrub();
+    assert.equal(cfs.status().scrub?.repaired, 0, "nothing is left to repair");
+    await checkAll("after the scrub");
+
     const slotOf = (p: Provider) =>
       cfs!.status().volumes.findIndex((v) => v.provider === p.rms.nodeId);
     const used = providers.filter((p) => slotOf(p) >= 0);

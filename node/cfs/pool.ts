@@ -942,8 +942,35 @@ export class Pool implements ByteStore {
       return r;
     } catch (e) {
       this.#failed(slot, epoch, e, "read");
-      return undefined;
+      const m = this.#members[slot];
+      const local = e instanceof DeviceError && e.code === "device_failed";
+      if (!local || count === 1 || m.epoch !== epoch || m.state !== "online") return undefined;
+      // One bad block (disk rot the provider reports) fails a whole read: read block by block,
+      // and mark the ones that fail as bad shards, so that they are rebuilt and rewritten.
+      return await this.#readBlocks(slot, epoch, first, count);
     }
+  }
+
+  async #readBlocks(slot: number, epoch: number, first: number, count: number) {
+    const bs = this.blockSize;
+    const data = new Uint8Array(count * bs);
+    const tags = new Uint8Array(count * TAG_BYTES);
+    for (let i = 0; i < count; i++) {
+      try {
+        const r = await this.#call(slot, epoch, (d, signal) => d.read(first + i, 1, signal));
+        if (r.data.length !== bs || r.tags.length !== TAG_BYTES) throw new Error("malformed");
+        data.set(r.data, i * bs);
+        tags.set(r.tags, i * TAG_BYTES);
+      } catch (e) {
+        if (!(e instanceof DeviceError && e.code === "device_failed")) {
+          this.#failed(slot, epoch, e, "read");
+          return undefined;
+        }
+        // A tag no writer makes: the shard fails verification.
+        tags.fill(0xff, i * TAG_BYTES, (i + 1) * TAG_BYTES);
+      }
+    }
+    return { data, tags };
   }
 
   #countChecksum(slots: number[]): void {

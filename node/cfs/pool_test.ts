@@ -775,3 +775,28 @@ Deno.test("Pool rejects bad inputs with clear errors and changes nothing", async
   assertSame(await pool.read(0, pool.size), model, "unchanged");
   await pool.close();
 });
+
+Deno.test("Pool.read() reads block by block around a block the provider reports rotten, and rewrites it", async () => {
+  const devices = makeDevices(8);
+  const pool = await Pool.create(options(devices));
+  const model = bytes(pool.size, 41);
+  await pool.write(0, model);
+  // Slot 2's provider finds block 3 rotten: any read covering it fails, until it is rewritten.
+  const sick = devices[2];
+  let rotten = true;
+  const read = sick.read.bind(sick);
+  sick.read = (first, count, signal) =>
+    rotten && first <= 3 && 3 < first + count
+      ? Promise.reject(new DeviceError("Checksum mismatch in block 3", "device_failed"))
+      : read(first, count, signal);
+  sick.onWrite = (first) => {
+    if (first === 3) rotten = false;
+  };
+  assertSame(await pool.read(0, pool.size), model, "every byte");
+  assert.equal(rotten, false, "block 3 was rewritten");
+  const m = pool.status().members[2];
+  assert.equal(m.state, "online");
+  assert.ok(m.errors.checksum >= 1 && m.errors.read >= 1);
+  assertSame((await sick.inner.read(3, 1)).data, expectedShard(model, 2, 3), "its true content");
+  await pool.close();
+});

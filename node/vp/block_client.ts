@@ -51,6 +51,7 @@ export interface BlockClientOptions {
   onDead?: (reason: string) => void;
   /** Requests in flight at most; more wait their turn (default 16). */
   maxInFlight?: number;
+  /** Where the client logs (default: nowhere). */
   log?: Logger;
 }
 

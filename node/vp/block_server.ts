@@ -24,6 +24,7 @@ import type { Tunnel, TunnelServer, TunnelServerParams } from "./tunnel.ts";
 
 /** Settings of a {@linkcode BlockServer}. */
 export interface BlockServerOptions {
+  /** Where the server logs (default: nowhere). */
   log?: Logger;
   /** Requests of one tunnel handled at once; the next frame is read when one finishes (default 32). */
   maxInFlight?: number;
@@ -62,6 +63,7 @@ export class BlockServer {
   readonly #exported = new Set<string>();
 
   /**
+   * Makes a server of the store's volumes; it serves those exported.
    * @param store Where the volumes are.
    * @param tunnels The listener their tunnels arrive on.
    * @param options Logger and limits.

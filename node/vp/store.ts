@@ -45,12 +45,11 @@ export const MAX_BLOCK_SIZE = 1024 * 1024;
 /** Most blocks in a volume. */
 export const MAX_BLOCK_COUNT = 2 ** 40;
 /** Bytes per block in the tag file: the tag, then a CRC-32. */
-export const VOLUME_RECORD_BYTES = RECORD_BYTES;
+export const VOLUME_RECORD_BYTES: number = RECORD_BYTES;
 
 const FORMAT = "truecloud-volume/1";
-// Largest single write of zeros while trimming, and records handled per step.
+// Largest single write of zeros while trimming.
 const ZERO_CHUNK = 1024 * 1024;
-const RECORDS_PER_STEP = 8192;
 const SYNC_IO = 64 * 1024;
 
 const metaSchema = z.strictObject({
@@ -68,7 +67,9 @@ type Meta = z.infer<typeof metaSchema>;
 export interface VolumeInfo {
   /** The volume's UUID (the lease id). */
   id: string;
+  /** Bytes per block. */
   blockSize: number;
+  /** Blocks. */
   blockCount: number;
   /** `blockSize × blockCount`: what the consumer sees. */
   bytes: number;
@@ -84,6 +85,7 @@ export interface VolumeStoreOptions {
   dir: string;
   /** Bytes the node lends for volumes; the sum of the volumes' footprints never exceeds it. */
   capacityBytes: number;
+  /** Where the store logs (default: nowhere). */
   log?: Logger;
 }
 
@@ -216,6 +218,7 @@ class Volume implements BlockDevice {
   readonly #onClose: () => void;
   #closed?: string;
 
+  /** Made by {@linkcode VolumeStore}. */
   constructor(
     meta: Meta,
     data: Deno.FsFile,
@@ -338,8 +341,8 @@ class Volume implements BlockDevice {
   /**
    * Forgets blocks: they read as zeros with zero tags afterwards. A range that reaches the end of
    * the volume is cut off the files and grown back (a hole, its disk space released); otherwise
-   * the blocks that hold anything are overwritten with zeros (blocks never written, or already
-   * trimmed, are left alone and stay holes).
+   * the blocks that hold anything (a record, or data) are overwritten with zeros (blocks that are
+   * zeros already are left alone and stay holes).
    * @throws {DeviceError} As {@linkcode Volume.write}.
    */
   async trim(first: number, count: number): Promise<void> {
@@ -354,16 +357,22 @@ class Volume implements BlockDevice {
         await this.#tags.truncate(this.blockCount * RECORD_BYTES);
         return;
       }
-      for (let at = first; at < first + count; at += RECORDS_PER_STEP) {
-        const n = Math.min(RECORDS_PER_STEP, first + count - at);
+      const step = Math.max(1, Math.floor(4 * 1024 * 1024 / bs)); // 4 MiB of data at a time
+      for (let at = first; at < first + count; at += step) {
+        const n = Math.min(step, first + count - at);
         const records = new Uint8Array(n * RECORD_BYTES);
         await readAt(this.#tags, at * RECORD_BYTES, records);
-        if (allZero(records)) continue;
-        // Zero the data of each run of blocks whose record holds something.
+        // A block holds something when its record does, or its data does (rot under a block
+        // never written): reading a hole is cheap, and rot must not outlive a trim.
+        const data = new Uint8Array(n * bs);
+        await readAt(this.#data, at * bs, data);
+        if (allZero(records) && allZero(data)) continue;
+        // Zero the data of each run of blocks that hold something.
         let run = -1;
         for (let i = 0; i <= n; i++) {
           const used = i < n &&
-            !allZero(records.subarray(i * RECORD_BYTES, (i + 1) * RECORD_BYTES));
+            (!allZero(records.subarray(i * RECORD_BYTES, (i + 1) * RECORD_BYTES)) ||
+              !allZero(data.subarray(i * bs, (i + 1) * bs)));
           if (used && run < 0) run = i;
           if (!used && run >= 0) {
             await this.#zeroData((at + run) * bs, (i - run) * bs);

@@ -190,6 +190,20 @@ Deno.test("Volume.trim() zeros blocks in the middle and releases space at the en
   });
 });
 
+Deno.test("Volume.trim() clears rot under a block never written", async () => {
+  await withStore(2 ** 30, async (store, dir) => {
+    const v = await store.create(crypto.randomUUID(), BS, 16);
+    const f = await Deno.open(`${dir}/${v.id}.data`, { write: true });
+    await f.seek(3 * BS + 100, Deno.SeekMode.Start);
+    await f.write(new Uint8Array([1, 2, 3]));
+    f.close();
+    await rejectsDevice(v.read(3, 1), "device_failed");
+    await v.trim(2, 4);
+    const r = await v.read(0, 16);
+    assert.ok(r.data.every((b) => b === 0) && r.tags.every((b) => b === 0));
+  });
+});
+
 Deno.test("Volume.read() reports disk rot in data or tags as a checksum failure", async () => {
   await withStore(2 ** 30, async (store, dir) => {
     const id = crypto.randomUUID();

@@ -46,13 +46,17 @@ import {
 
 /** An X25519 key pair, 32 raw bytes each. */
 export interface TunnelKeyPair {
+  /** The public key, shared with the other side. */
   publicKey: Uint8Array;
+  /** The private key, kept. */
   privateKey: Uint8Array;
 }
 
 /** A key pair as text: base64url without padding, as the volume messages carry keys. */
 export interface TunnelKeyText {
+  /** The public key, 43 characters. */
   publicKey: string;
+  /** The private key, 43 characters. */
   privateKey: string;
 }
 
@@ -60,6 +64,7 @@ export interface TunnelKeyText {
 export interface TunnelEndpoint {
   /** An IP address or host name (IPv6 without brackets). */
   hostname: string;
+  /** The TCP port. */
   port: number;
 }
 
@@ -96,6 +101,7 @@ export type TunnelErrorCode =
 /** A tunnel that could not be set up or has failed. */
 export class TunnelError extends TrueCloudError {
   /**
+   * Makes the error.
    * @param message What failed.
    * @param code Which kind of failure.
    * @param cause The underlying error.
@@ -108,7 +114,7 @@ export class TunnelError extends TrueCloudError {
 /** Default time a handshake may take, ms. */
 export const HANDSHAKE_TIMEOUT_MS = 5000;
 /** Largest plaintext of one frame: 4 MiB of data and 64 KiB of headers. */
-export const MAX_FRAME_BYTES = MAX_PLAINTEXT;
+export const MAX_FRAME_BYTES: number = MAX_PLAINTEXT;
 
 const SMALL_FRAME = 64 * 1024;
 const READ_BUFFER = 256 * 1024;
@@ -548,7 +554,7 @@ class Tunnel {
 export type { Tunnel };
 
 /** Settings of {@linkcode connectTunnel}. */
-export interface ConnectOptions {
+export interface TunnelConnectOptions {
   /** Time the connection and handshake may take, ms (default 5000). */
   timeoutMs?: number;
   /** Gives up when aborted. */
@@ -569,7 +575,7 @@ export interface ConnectOptions {
 export async function connectTunnel(
   endpoint: TunnelEndpoint | string,
   params: TunnelClientParams,
-  options: ConnectOptions = {},
+  options: TunnelConnectOptions = {},
 ): Promise<Tunnel> {
   const ep = checkEndpoint(endpoint);
   if (!isUuid(params?.volumeId)) throw new ValidationError("The volume id is not a UUID");
@@ -687,6 +693,7 @@ interface Registration {
 
 /** Settings of a {@linkcode TunnelServer}. */
 export interface TunnelServerOptions {
+  /** Where the server logs (default: nowhere). */
   log?: Logger;
   /** Time a client has to complete its handshake, ms (default 5000). */
   handshakeTimeoutMs?: number;
@@ -718,7 +725,10 @@ export class TunnelServer {
   #endpoint?: TunnelEndpoint;
   #closed = false;
 
-  /** @param options Logger and limits. */
+  /**
+   * Makes a server; it listens once {@linkcode TunnelServer.listen} is called.
+   * @param options Logger and limits.
+   */
   constructor(options: TunnelServerOptions = {}) {
     this.#log = options.log ?? discardLogger;
     this.#handshakeTimeoutMs = options.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS;
