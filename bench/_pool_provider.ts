@@ -10,9 +10,9 @@
  * Once serving, it prints one line of JSON on standard output:
  * `{"endpoint":"127.0.0.1:PORT","volumes":[{"id":UUID,"serverPublic":KEY,"files":[DATA,TAGS]}]}`,
  * the volumes in the order of the `--consumer` keys (base64url X25519 public keys, given as
- * `--consumer=KEY` since a key may start with "-"). It stops
- * serving, closes the store and exits on SIGTERM, SIGINT, or when its standard input ends (its
- * parent is gone). The volume files stay in `--dir`: the parent removes the directory.
+ * `--consumer=KEY` since a key may start with "-"). It stops serving, closes the store and exits
+ * on SIGTERM, SIGINT, or when its standard input ends (its parent is gone). The volume files stay
+ * in `--dir`: the parent removes the directory.
  *
  * @module
  */
@@ -58,7 +58,7 @@ const blocks = Number(flags.blocks ?? usage("--blocks is required"));
 if (!Number.isSafeInteger(blockSize) || !Number.isSafeInteger(blocks) || blocks < 1) {
   usage("--block-size and --blocks must be whole numbers");
 }
-if (flags.consumer.length === 0) usage("give at least one --consumer key");
+if (flags.consumer.length === 0) usage("Give at least one --consumer=KEY");
 let consumers: Uint8Array[];
 try {
   consumers = flags.consumer.map(decodeTunnelKey);
@@ -66,10 +66,16 @@ try {
   usage((err as Error).message);
 }
 
-const store = await VolumeStore.open({
-  dir,
-  capacityBytes: consumers.length * volumeFootprint(blockSize, blocks),
-});
+let store: VolumeStore;
+try {
+  store = await VolumeStore.open({
+    dir,
+    capacityBytes: consumers.length * volumeFootprint(blockSize, blocks),
+  });
+} catch (err) {
+  console.error(`pool provider: ${(err as Error).message}`);
+  Deno.exit(1);
+}
 const tunnels = new TunnelServer();
 const server = new BlockServer(store, tunnels);
 let stopping: Promise<void> | undefined;

@@ -480,6 +480,11 @@ export class Raidz3Pool {
     return this.#mountpoint;
   }
 
+  /** The PID of the zfs-fuse daemon serving the pool. */
+  get daemonPid(): number {
+    return this.#zfs.pid;
+  }
+
   /** The directory of the member files. */
   get membersDir(): string {
     return this.#membersDir;
@@ -539,20 +544,20 @@ export class Raidz3Pool {
    * Destroys the pool and removes its member files and directories. Calling it again does nothing.
    *
    * zfs-fuse sometimes answers `zpool destroy` with "pool is busy" just after a file on the pool
-   * was closed or removed; a second try a little later works. So after a failure it waits a
-   * second and tries again, then `zpool destroy -f`, and as a last resort `zpool export -f`
-   * (which also takes the pool out of zpool.cache); failures after the first are logged as
-   * warnings.
+   * was closed or removed; a try a little later works (usually the second, after a second; seen
+   * once here to need more than three). So after a failure it tries again after 1, 1, 2, 3 and
+   * 5 seconds, then `zpool destroy -f`, and as a last resort `zpool export -f` (which also takes
+   * the pool out of zpool.cache); failures after the first are logged as warnings.
    * @throws {DriverError} When the daemon is stopped or every try fails; the files are then kept.
    */
   async destroy(): Promise<void> {
     if (this.#destroyed) return;
     const attempts = [
-      ["destroy", this.#name],
-      ["destroy", this.#name],
+      ...Array.from({ length: 6 }, () => ["destroy", this.#name]),
       ["destroy", "-f", this.#name],
       ["export", "-f", this.#name],
     ];
+    const waits = [1000, 1000, 2000, 3000, 5000, 1000, 1000];
     for (let i = 0;; i++) {
       const out = await this.#zfs.zpoolTry(attempts[i]);
       if (out.code === 0) break;
@@ -568,7 +573,7 @@ export class Raidz3Pool {
         stderr: out.stderr.trim(),
         next: `zpool ${attempts[i + 1].join(" ")}`,
       });
-      await sleep(1000);
+      await sleep(waits[i]);
     }
     this.#destroyed = true;
     this.#zfs.track(this, false);
@@ -700,6 +705,30 @@ export async function createRaidz3(
   }
 }
 
+/** Clock ticks per second of the times in `/proc/PID/stat` (`USER_HZ`, 100 on Linux). */
+const USER_HZ = 100;
+
+/**
+ * CPU time a process has used so far, all its threads, user and system (`/proc/PID/stat`).
+ * @param pid A process, or `"self"`.
+ * @returns Seconds.
+ * @throws {DriverError} When the process is gone or its stat cannot be read.
+ */
+export async function cpuSeconds(pid: number | "self"): Promise<number> {
+  let stat: string;
+  try {
+    stat = await Deno.readTextFile(`/proc/${pid}/stat`);
+  } catch (err) {
+    throw new DriverError("cpu.read", `Cannot read /proc/${pid}/stat`, { cause: err });
+  }
+  // Fields after the command name (in parentheses, which may hold spaces): state is field 3,
+  // utime and stime fields 14 and 15.
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  const ticks = Number(fields[11]) + Number(fields[12]);
+  if (!Number.isFinite(ticks)) throw new DriverError("cpu.read", `Unexpected /proc/${pid}/stat`);
+  return ticks / USER_HZ;
+}
+
 /** Options of {@linkcode zfsSequential}. */
 export interface SequentialOptions {
   /** Also evict the member files from the host's page cache before reading (default false). */
@@ -724,6 +753,10 @@ export interface SequentialResult {
   readMBps: number;
   /** Whether the member files were also evicted from the host's page cache before reading. */
   dropMemberCache: boolean;
+  /** CPU seconds the daemon and this process used for the write (with the fsync). */
+  writeCpuSeconds: number;
+  /** CPU seconds the daemon and this process used for the read. */
+  readCpuSeconds: number;
 }
 
 /**
@@ -795,7 +828,9 @@ export async function zfsSequential(
   const { data, span } = sourceData(chunk);
   const n = Math.ceil(bytes / chunk);
   let written = false;
+  const cpu = async () => await cpuSeconds(pool.daemonPid) + await cpuSeconds("self");
   try {
+    let cpuStart = await cpu();
     let start = performance.now();
     {
       using f = await Deno.open(path, { write: true, createNew: true });
@@ -808,12 +843,14 @@ export async function zfsSequential(
       await f.sync();
     }
     const writeSeconds = (performance.now() - start) / 1000;
+    const writeCpuSeconds = await cpu() - cpuStart;
 
     start = performance.now();
     await pool.remount(dropMemberCache);
     const remountSeconds = (performance.now() - start) / 1000;
 
     const buf = new Uint8Array(chunk);
+    cpuStart = await cpu();
     start = performance.now();
     let total = 0;
     {
@@ -835,6 +872,7 @@ export async function zfsSequential(
       }
     }
     const readSeconds = (performance.now() - start) / 1000;
+    const readCpuSeconds = await cpu() - cpuStart;
     if (total !== bytes) {
       throw new DriverError("zfs.sequential", `Read ${total} bytes of ${path}, wrote ${bytes}`);
     }
@@ -847,14 +885,20 @@ export async function zfsSequential(
       writeMBps: bytes / MB / writeSeconds,
       readMBps: bytes / MB / readSeconds,
       dropMemberCache,
+      writeCpuSeconds,
+      readCpuSeconds,
     };
   } finally {
     if (written) await Deno.remove(path).catch(() => {});
   }
 }
 
-/** Bytes free to unprivileged users on the file system holding `path` (`df -B1`). */
-async function hostAvailable(path: string): Promise<number> {
+/**
+ * Bytes free to unprivileged users on the file system holding `path` (`df -B1`).
+ * @param path Any path on that file system.
+ * @throws {DriverError} When `df` is missing or fails.
+ */
+export async function hostAvailable(path: string): Promise<number> {
   const df = await findTool("df");
   const argv = [df, "-B1", "--output=avail", path];
   const out = await runCommand(df, argv.slice(1));
@@ -928,13 +972,24 @@ export async function runZfsSequential(
     try {
       for (const [i, recordsize] of recordsizes.entries()) {
         const pool = await createRaidz3(zfs, dir, { name: `bench${i}`, fileBytes, recordsize });
+        let r: SequentialResult;
         try {
-          const r = await zfsSequential(pool, options.bytes, chunk, {
+          r = await zfsSequential(pool, options.bytes, chunk, {
             dropMemberCache: options.dropMemberCache,
           });
-          results.push({ ...r, recordsize });
-        } finally {
+        } catch (err) {
+          await pool.destroy().catch(() => {}); // the daemon's stop() tries again
+          throw err;
+        }
+        results.push({ ...r, recordsize });
+        try {
           await pool.destroy();
+        } catch (err) {
+          // The measurement stands: the daemon's stop() tries again, and throws if it fails.
+          options.log?.warn("Pool not destroyed yet; trying again at the end", {
+            pool: pool.name,
+            err,
+          });
         }
       }
     } finally {

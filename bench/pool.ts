@@ -22,9 +22,9 @@
  *
  *   deno task bench:pool [--bytes 512M] [--chunk 5M] [--runs 1] [--quick] [--cold]
  *     [--depth 4] [--providers 1] [--batch-stripes 16] [--parallel-batches 4]
- *     [--max-in-flight 16] [--no-files] [--no-zfs] [--json FILE]
+ *     [--max-in-flight 16] [--no-files] [--no-zfs] [--json FILE] [--verbose]
  *
- * `--quick` writes 64 MiB (a smoke run). With `--runs N` above 1 each figure is given as best and
+ * `--quick` writes 64 MiB whatever `--bytes` says (a smoke run). With `--runs N` above 1 each figure is given as best and
  * median. zfs-fuse needs root and the `zfs-fuse` package, and no other zfs-fuse daemon running;
  * without them only the userspace figures are shown. All traffic stays on 127.0.0.1; every
  * process started is stopped by its PID, every file and pool made is removed.
@@ -33,7 +33,7 @@
  */
 
 import { parseArgs } from "node:util";
-import { FileStore, Pool } from "../node/cfs/mod.ts";
+import { FileStore, Pool, type PoolOptions } from "../node/cfs/mod.ts";
 import {
   BlockClient,
   type BlockClientOptions,
@@ -45,7 +45,16 @@ import {
 import { DriverError, JsonLogger, TrueCloudError } from "../protocol/mod.ts";
 import { median, which } from "./_lib.ts";
 import type { ProviderAnnouncement } from "./_pool_provider.ts";
-import { dropFileCache, MB, offsetOf, runZfsSequential, samplesMatch, sourceData } from "./_zfs.ts";
+import {
+  cpuSeconds,
+  dropFileCache,
+  hostAvailable,
+  MB,
+  offsetOf,
+  runZfsSequential,
+  samplesMatch,
+  sourceData,
+} from "./_zfs.ts";
 
 const MIB = 1 << 20;
 const MEMBERS = 8;
@@ -125,6 +134,9 @@ const MAX_IN_FLIGHT = whole("max-in-flight", 1, 1024);
 const BLOCKS = Math.ceil(BYTES / STRIPE * 1.1) + 64;
 const ROOT = new URL("..", import.meta.url).pathname;
 const log = new JsonLogger("pool", flags.verbose ? "debug" : "warn");
+
+/** Bytes of disk the eight volumes take at most: blocks and tag records, with some room. */
+const DISK_BYTES = Math.ceil(MEMBERS * BLOCKS * (BLOCK_SIZE + 36) * 1.05);
 
 /** One provider subprocess. */
 interface Provider {
@@ -264,22 +276,34 @@ class Session {
     return this.#pool;
   }
 
+  /** CPU seconds used so far by this process and the providers. */
+  async cpu(): Promise<number> {
+    let total = await cpuSeconds("self");
+    for (const p of this.#providers) total += await cpuSeconds(p.child.pid);
+    return total;
+  }
+
   /** The volumes' files on the providers' disks. */
   get files(): string[] {
     return this.#providers.flatMap((p) => p.announcement.volumes.flatMap((v) => v.files));
   }
 
   async #attach(): Promise<void> {
-    this.#clients = await Promise.all(this.#params.map((p) =>
-      BlockClient.connect(p.endpoint, {
-        volumeId: p.volumeId,
-        clientStatic: p.keys,
-        serverPublic: decodeTunnelKey(p.server),
-      }, { ...CLIENT_OPTIONS, maxInFlight: MAX_IN_FLIGHT, log })
-    ));
+    const attached = await Promise.allSettled(
+      this.#params.map((p) =>
+        BlockClient.connect(p.endpoint, {
+          volumeId: p.volumeId,
+          clientStatic: p.keys,
+          serverPublic: decodeTunnelKey(p.server),
+        }, { ...CLIENT_OPTIONS, maxInFlight: MAX_IN_FLIGHT, log })
+      ),
+    );
+    this.#clients = attached.flatMap((r) => r.status === "fulfilled" ? [r.value] : []);
+    const failed = attached.find((r) => r.status === "rejected");
+    if (failed) throw failed.reason;
   }
 
-  #poolOptions() {
+  #poolOptions(): PoolOptions {
     return {
       devices: this.#clients,
       key: this.#key,
@@ -348,18 +372,28 @@ async function inFlight(n: number, depth: number, f: (i: number) => Promise<void
 interface Figures {
   writeSeconds: number;
   readSeconds: number;
+  /** Seconds of the remount between them (in neither figure). */
   remountSeconds: number;
   writeMBps: number;
   readMBps: number;
+  /** CPU seconds of every process involved (user and system) during the write. */
+  writeCpuSeconds: number;
+  /** The same during the read. */
+  readCpuSeconds: number;
 }
 
-function figures(writeSeconds: number, readSeconds: number, remountSeconds: number): Figures {
+function figures(
+  seconds: { write: number; read: number; remount: number },
+  cpu: { write: number; read: number },
+): Figures {
   return {
-    writeSeconds,
-    readSeconds,
-    remountSeconds,
-    writeMBps: BYTES / MB / writeSeconds,
-    readMBps: BYTES / MB / readSeconds,
+    writeSeconds: seconds.write,
+    readSeconds: seconds.read,
+    remountSeconds: seconds.remount,
+    writeMBps: BYTES / MB / seconds.write,
+    readMBps: BYTES / MB / seconds.read,
+    writeCpuSeconds: cpu.write,
+    readCpuSeconds: cpu.read,
   };
 }
 
@@ -370,6 +404,7 @@ async function measurePool(): Promise<Figures> {
   const length = (i: number) => Math.min(CHUNK, BYTES - i * CHUNK);
   const session = await Session.start();
   try {
+    let cpuStart = await session.cpu();
     let start = performance.now();
     await inFlight(n, DEPTH, async (i) => {
       const off = offsetOf(i, span);
@@ -378,6 +413,7 @@ async function measurePool(): Promise<Figures> {
     const flushStart = performance.now();
     await session.pool.flush();
     const writeSeconds = (performance.now() - start) / 1000;
+    const writeCpu = await session.cpu() - cpuStart;
     if (flags.verbose) {
       console.error(`pool: flush took ${((performance.now() - flushStart) / 1000).toFixed(2)} s`);
     }
@@ -385,6 +421,7 @@ async function measurePool(): Promise<Figures> {
 
     const remountSeconds = await session.remount(flags.cold);
 
+    cpuStart = await session.cpu();
     start = performance.now();
     await inFlight(n, DEPTH, async (i) => {
       const got = await session.pool.read(i * CHUNK, length(i));
@@ -393,8 +430,12 @@ async function measurePool(): Promise<Figures> {
       }
     });
     const readSeconds = (performance.now() - start) / 1000;
+    const readCpu = await session.cpu() - cpuStart;
     session.checkHealthy();
-    return figures(writeSeconds, readSeconds, remountSeconds);
+    return figures(
+      { write: writeSeconds, read: readSeconds, remount: remountSeconds },
+      { write: writeCpu, read: readCpu },
+    );
   } finally {
     await session.close();
   }
@@ -432,9 +473,11 @@ async function measureFiles(): Promise<Figures> {
   let files: FileStore | undefined;
   try {
     files = await FileStore.format(session.pool, { log });
+    let cpuStart = await session.cpu();
     let start = performance.now();
     const { info } = await files.write("/sequential.bin", chunksOf(data, span, n));
     const writeSeconds = (performance.now() - start) / 1000;
+    const writeCpu = await session.cpu() - cpuStart;
     if (info.size !== BYTES) throw new Error(`The file has ${info.size} bytes, not ${BYTES}`);
     session.checkHealthy();
 
@@ -443,6 +486,7 @@ async function measureFiles(): Promise<Figures> {
     const remountSeconds = await session.remount(flags.cold);
     files = await FileStore.open(session.pool, { log });
 
+    cpuStart = await session.cpu();
     start = performance.now();
     const { body } = await files.read("/sequential.bin");
     let pos = 0;
@@ -453,9 +497,13 @@ async function measureFiles(): Promise<Figures> {
       pos += piece.length;
     }
     const readSeconds = (performance.now() - start) / 1000;
+    const readCpu = await session.cpu() - cpuStart;
     if (pos !== BYTES) throw new Error(`Read ${pos} bytes of the file, wrote ${BYTES}`);
     session.checkHealthy();
-    return figures(writeSeconds, readSeconds, remountSeconds);
+    return figures(
+      { write: writeSeconds, read: readSeconds, remount: remountSeconds },
+      { write: writeCpu, read: readCpu },
+    );
   } finally {
     await files?.close().catch(() => {});
     await session.close();
@@ -482,13 +530,24 @@ async function measureZfs(): Promise<Figures | string> {
       dropMemberCache: flags.cold,
       log,
     });
-    return figures(r.writeSeconds, r.readSeconds, r.remountSeconds);
+    return figures(
+      { write: r.writeSeconds, read: r.readSeconds, remount: r.remountSeconds },
+      { write: r.writeCpuSeconds, read: r.readCpuSeconds },
+    );
   } catch (err) {
     // The daemon could not start (not root, another daemon serving the machine): not measured.
     if (err instanceof DriverError && (err.op === "zfs-fuse.start" || err.op === "zfs.tools")) {
       return `not measured: ${err.message}`;
     }
     throw err;
+  }
+}
+
+{
+  const probe = await Deno.makeTempDir({ prefix: "truecloud-bench-pool-" });
+  const free = await hostAvailable(probe).finally(() => Deno.remove(probe));
+  if (DISK_BYTES > free) {
+    fail(`The volumes need about ${DISK_BYTES} bytes of the temporary directory (${free} free)`);
   }
 }
 
@@ -546,21 +605,39 @@ console.log(
       : "remount (pool reopened / exported and imported); member files in the page cache"
   }`,
 );
-const col = 40;
-console.log(
-  `${"MB/s (10^6 bytes/s)".padEnd(col)} ${"write+flush".padStart(13)} ${"read".padStart(13)}`,
-);
-const line = (name: string, a: string, b: string) =>
-  console.log(`${name.padEnd(col)} ${a.padStart(13)} ${b.padStart(13)}`);
-line("userspace pool (Pool over BlockClients)", cell(w("pool")), cell(r("pool")));
+const cpu = (k: keyof typeof rows, phase: "write" | "read") => {
+  const xs = rows[k].map((f) => phase === "write" ? f.writeCpuSeconds : f.readCpuSeconds);
+  return xs.length ? median(xs).toFixed(2) : "—";
+};
+const col = 42;
+const line = (name: string, cells: string[]) =>
+  console.log(`${name.padEnd(col)}${cells.map((c, i) => c.padStart(i < 2 ? 14 : 11)).join("")}`);
+line("", ["write+flush", "read", "CPU s", "CPU s"]);
+line("MB/s (10^6 bytes/s); CPU s of all processes", ["MB/s", "MB/s", "write", "read"]);
+line("userspace pool (Pool over BlockClients)", [
+  cell(w("pool")),
+  cell(r("pool")),
+  cpu("pool", "write"),
+  cpu("pool", "read"),
+]);
 if (!flags["no-files"]) {
-  line("userspace files (FileStore on the pool)", cell(w("files")), cell(r("files")));
+  line("userspace files (FileStore on the pool)", [
+    cell(w("files")),
+    cell(r("files")),
+    cpu("files", "write"),
+    cpu("files", "read"),
+  ]);
 }
 if (rows.zfs.length) {
-  line("zfs-fuse raidz3 (8 files, 128 KiB records)", cell(w("zfs")), cell(r("zfs")));
-  line("ratio pool / zfs-fuse", ratio(w("pool"), w("zfs")), ratio(r("pool"), r("zfs")));
+  line("zfs-fuse raidz3 (8 files, 128 KiB records)", [
+    cell(w("zfs")),
+    cell(r("zfs")),
+    cpu("zfs", "write"),
+    cpu("zfs", "read"),
+  ]);
+  line("ratio pool / zfs-fuse", [ratio(w("pool"), w("zfs")), ratio(r("pool"), r("zfs"))]);
   if (!flags["no-files"]) {
-    line("ratio files / zfs-fuse", ratio(w("files"), w("zfs")), ratio(r("files"), r("zfs")));
+    line("ratio files / zfs-fuse", [ratio(w("files"), w("zfs")), ratio(r("files"), r("zfs"))]);
   }
 }
 if (zfsNote) console.log(`zfs-fuse raidz3: ${zfsNote}`);

@@ -75,6 +75,8 @@ for (const r of results) {
       r.writeMBps.toFixed(0).padStart(5)
     } MB/s (${r.writeSeconds.toFixed(2)} s)  read ${r.readMBps.toFixed(0).padStart(5)} MB/s (${
       r.readSeconds.toFixed(2)
-    } s)  export+import ${r.remountSeconds.toFixed(2)} s`,
+    } s)  export+import ${r.remountSeconds.toFixed(2)} s  CPU write ${
+      r.writeCpuSeconds.toFixed(2)
+    } s read ${r.readCpuSeconds.toFixed(2)} s`,
   );
 }

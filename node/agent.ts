@@ -12,6 +12,8 @@ import { ConfigError, JsonLogger, type LogLevel, toHex } from "../protocol/mod.t
 import { createControlApp } from "./control.ts";
 import { loadIdentity, loadOrCreate } from "./state.ts";
 import { Rms, trustReleases } from "./rms/mod.ts";
+import { CloudFileSystem, serveCfsUi, serveWebDav } from "./cfs/mod.ts";
+import { userspaceAttacher, UserspaceVolumes, VolumeProvider } from "./vp/mod.ts";
 import { BlockStore } from "../cdn/mod.ts";
 
 const USAGE = `Usage: deno task agent --home DIR --gateway URL [flags]
@@ -29,6 +31,12 @@ Runs one node agent until interrupted.
   --max-vpns N               management VPNs to hold, 1 to 4 (2)
   --disk BYTES               disk lent to the cloud (1 GiB)
   --cdn BYTES                the part of it that holds CDN content (a quarter of --disk; 0: none)
+  --tunnel-port N            where consumers reach the volumes this node lends (kept from the
+                             first start; any free port then)
+  --cfs                      keep a cloud file system: lease eight volumes once in a VPN
+  --cfs-port N               its UI on 127.0.0.1 (any free port)
+  --webdav-port N            its files over WebDAV on 127.0.0.1 (any free port)
+  --cfs-grace S              seconds a silent volume has before it is replaced (600)
   --found N                  found a VPN of at most N members if in none after joining fails
   --allow-private-addresses  accept records with private addresses (test networks)
   --log-level L              debug, info, warn, error (info)`;
@@ -48,6 +56,11 @@ function config(args: string[]) {
       disk: { type: "string" },
       cdn: { type: "string" },
       found: { type: "string" },
+      "tunnel-port": { type: "string" },
+      cfs: { type: "boolean" },
+      "cfs-port": { type: "string" },
+      "webdav-port": { type: "string" },
+      "cfs-grace": { type: "string" },
       "allow-private-addresses": { type: "boolean" },
       "log-level": { type: "string" },
       help: { type: "boolean" },
@@ -70,6 +83,12 @@ function config(args: string[]) {
   const disk = int("disk", values.disk, 1024 ** 3, 0, Number.MAX_SAFE_INTEGER);
   const cdn = int("cdn", values.cdn, Math.floor(disk / 4), 0, disk);
   const found = values.found === undefined ? undefined : int("found", values.found, 16, 2, 256);
+  const tunnelPort = values["tunnel-port"] === undefined
+    ? undefined
+    : int("tunnel-port", values["tunnel-port"], 0, 1, 65535);
+  const cfsPort = int("cfs-port", values["cfs-port"], 0, 0, 65535);
+  const webdavPort = int("webdav-port", values["webdav-port"], 0, 0, 65535);
+  const cfsGrace = int("cfs-grace", values["cfs-grace"], 600, 1, 86400);
   const level = (values["log-level"] ?? "info") as LogLevel;
   if (!["debug", "info", "warn", "error"].includes(level)) {
     problems.push("--log-level must be debug, info, warn or error");
@@ -88,6 +107,11 @@ function config(args: string[]) {
     disk,
     cdn,
     found,
+    tunnelPort,
+    cfs: values.cfs ?? false,
+    cfsPort,
+    webdavPort,
+    cfsGrace,
     allowPrivate: values["allow-private-addresses"] ?? false,
     level,
   };
@@ -152,10 +176,38 @@ async function main(args: string[]): Promise<number> {
     retryMs: 2000,
     log,
   });
+  // The Volume Provider: volumes of the lent disk (less the CDN's share), each reached through a
+  // tunnel of its own on a port kept across restarts, so that consumers find their volumes again.
+  const tunnel = await loadOrCreate(`${c.home}/tunnel.json`, () => ({ port: c.tunnelPort ?? 0 }));
+  const backend = await UserspaceVolumes.start({
+    dir: `${c.home}/volumes`,
+    capacityBytes: c.disk - c.cdn,
+    hostname: c.host,
+    port: c.tunnelPort ?? tunnel.port,
+    log: log.child("volumes"),
+  });
+  if (backend.port !== tunnel.port) {
+    await Deno.writeTextFile(`${c.home}/tunnel.json`, JSON.stringify({ port: backend.port }), {
+      mode: 0o600,
+    });
+  }
+  const vp = await VolumeProvider.start({
+    identity,
+    broadcaster: rms.broadcaster,
+    ledger: rms.ledger,
+    backend,
+    statePath: `${c.home}/volumes.json`,
+    log: log.child("vp"),
+  });
+  rms.onStop(async () => {
+    await vp.stop();
+    await backend.close();
+  });
+  const cfsOf = new Map<string, CloudFileSystem>();
   const token = toHex(crypto.getRandomValues(new Uint8Array(32)));
   const control = Deno.serve(
     { hostname: "127.0.0.1", port: 0, onListen() {} },
-    createControlApp(new Map([["node", rms]]), token).fetch,
+    createControlApp(new Map([["node", rms]]), token, { cfs: cfsOf }).fetch,
   );
   await Deno.writeTextFile(
     `${c.home}/control.json`,
@@ -177,6 +229,47 @@ async function main(args: string[]): Promise<number> {
       console.log(`founded: ${vpn}`);
     }
     console.log("ready");
+    if (!c.cfs) return;
+    // The cloud file system: eight volumes once enough providers answer (retried until then).
+    let cfs: CloudFileSystem | undefined;
+    while (!cfs && !rms.stopped) {
+      try {
+        cfs = await CloudFileSystem.start({
+          identity,
+          broadcaster: rms.broadcaster,
+          ledger: rms.ledger,
+          entitlementBytes: () => rms.entitlement().entitlement.storageBytes,
+          attacher: userspaceAttacher(),
+          statePath: `${c.home}/cfs.json`,
+          graceMs: c.cfsGrace * 1000,
+          log: log.child("cfs"),
+        });
+      } catch (err) {
+        log.info("The cloud file system waits for providers", { err: String(err) });
+        await new Promise((r) => setTimeout(r, 10_000));
+      }
+    }
+    if (!cfs) return;
+    const files = cfs;
+    cfsOf.set("node", files);
+    const ui = serveCfsUi({
+      status: () => files.status(),
+      actions: { scrub: () => files.scrub() },
+      port: c.cfsPort,
+      log: log.child("cfs-ui"),
+    });
+    const webdav = serveWebDav(files.files, {
+      hostname: "127.0.0.1",
+      port: c.webdavPort,
+      log: log.child("webdav"),
+    });
+    rms.onStop(async () => {
+      await ui.close();
+      await webdav.close();
+      await files.stop();
+    });
+    console.log(`cfs ui: ${ui.url}`);
+    console.log(`cfs files: ${webdav.url}`);
   })().catch((err) => log.error("Start failed", { err: String(err) }));
   const signal = await stopped.promise;
   console.log(`${signal}: stopping`);

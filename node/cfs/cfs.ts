@@ -213,15 +213,26 @@ export class CloudFileSystem {
     got.forEach((l, i) => (this.#slots[i] = l));
     const spread = spreadOf(got.map((l) => l.state.placement));
     this.#event("info", `Leased ${POOL_VOLUMES} volumes: ${spread.summary}`);
-    this.#pool = await Pool.create({
-      devices: this.#slots.map((s) => s!.device),
-      key,
-      poolId: this.#state.pool,
-      onEvent: (e: CfsEvent) => this.#events.push(e),
-      log: this.#log.child("pool"),
-    });
-    this.#files = await FileStore.format(this.#pool);
-    await this.#save();
+    try {
+      this.#pool = await Pool.create({
+        devices: this.#slots.map((s) => s!.device),
+        key,
+        poolId: this.#state.pool,
+        onEvent: (e: CfsEvent) => this.#events.push(e),
+        log: this.#log.child("pool"),
+      });
+      this.#files = await FileStore.format(this.#pool);
+      await this.#save();
+    } catch (err) {
+      // Nothing is kept of a pool that could not be made: its leases go back.
+      this.#stopped = true;
+      await this.#pool?.close().catch(() => {});
+      for (const s of got) {
+        await s.device?.close().catch(() => {});
+        await this.#release(s.state, "released").catch(() => {});
+      }
+      throw err;
+    }
   }
 
   async #resume(saved: CfsState): Promise<void> {

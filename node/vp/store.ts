@@ -49,6 +49,7 @@ export const VOLUME_RECORD_BYTES: number = RECORD_BYTES;
 
 const FORMAT = "truecloud-volume/1";
 // Largest single write of zeros while trimming.
+const SHORT_TRIM = 4; // blocks: the pool repairs one at a time
 const ZERO_CHUNK = 1024 * 1024;
 const SYNC_IO = 64 * 1024;
 
@@ -362,17 +363,18 @@ class Volume implements BlockDevice {
         const n = Math.min(step, first + count - at);
         const records = new Uint8Array(n * RECORD_BYTES);
         await readAt(this.#tags, at * RECORD_BYTES, records);
-        // A block holds something when its record does, or its data does (rot under a block
-        // never written): reading a hole is cheap, and rot must not outlive a trim.
-        const data = new Uint8Array(n * bs);
-        await readAt(this.#data, at * bs, data);
+        // A block holds something when its record does, or, for short trims (the pool's repairs
+        // of single blocks), its data does: rot under a block never written must not outlive the
+        // trim that repairs it. Long trims do not read their holes.
+        const data = new Uint8Array(count <= SHORT_TRIM ? n * bs : 0);
+        if (data.length) await readAt(this.#data, at * bs, data);
         if (allZero(records) && allZero(data)) continue;
         // Zero the data of each run of blocks that hold something.
         let run = -1;
         for (let i = 0; i <= n; i++) {
           const used = i < n &&
             (!allZero(records.subarray(i * RECORD_BYTES, (i + 1) * RECORD_BYTES)) ||
-              !allZero(data.subarray(i * bs, (i + 1) * bs)));
+              (data.length > 0 && !allZero(data.subarray(i * bs, (i + 1) * bs))));
           if (used && run < 0) run = i;
           if (!used && run >= 0) {
             await this.#zeroData((at + run) * bs, (i - run) * bs);
