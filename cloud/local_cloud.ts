@@ -86,7 +86,7 @@ async function startCfs(
       });
     } catch (err) {
       if (Date.now() > deadline) throw err;
-      log.info("The CFS waits for providers", { attempt, err: String(err) });
+      log.warn("The CFS waits for providers", { attempt, err: String(err) });
       await new Promise((r) => setTimeout(r, 2000));
     }
   }

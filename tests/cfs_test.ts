@@ -9,11 +9,13 @@ import { JsonLogger, NodeIdentity } from "../protocol/mod.ts";
 import {
   CloudFileSystem,
   Rms,
+  serveCfsUi,
   userspaceAttacher,
   UserspaceVolumes,
   VolumeProvider,
 } from "../node/mod.ts";
 import { discovery, GiB, rmsOptions } from "./_rms.ts";
+import { chromiumAvailable, launchChromium, watchPage } from "./_browser.ts";
 
 interface Provider {
   rms: Rms;
@@ -24,7 +26,7 @@ interface Provider {
   vp?: VolumeProvider;
 }
 
-Deno.test("CFS: eight leased volumes, catch-up within grace, three losses twice, replacement and resilver", async () => {
+Deno.test("CFS: eight leased volumes, catch-up within grace, three losses twice, replacement and resilver", async (t) => {
   const d = await discovery();
   const dir = await Deno.makeTempDir({ prefix: "truecloud-cfs-" });
   const all: Rms[] = [];
@@ -223,6 +225,35 @@ Deno.test("CFS: eight leased volumes, catch-up within grace, three losses twice,
     assert.equal(new Set(replaced.volumes.map((v) => v.provider)).size, 8);
     assert.ok(replaced.events.some((e) => /replaced by a volume of/.test(e.message)));
     await checkAll("after replacement and resilver");
+
+    // What the user sees of it, in a real browser.
+    await t.step({
+      name: "the CFS UI shows the healed pool in Chromium",
+      ignore: !chromiumAvailable(),
+      fn: async () => {
+        const ui = serveCfsUi({ status: () => cfs!.status(), port: 0 });
+        const browser = await launchChromium();
+        try {
+          const page = await browser.newPage();
+          const problems = await watchPage(page);
+          await page.goto(ui.url);
+          const badge = page.getByTestId("health-badge");
+          await badge.waitFor();
+          for (let i = 0; i < 100 && await badge.getAttribute("data-state") !== "online"; i++) {
+            await new Promise((r) => setTimeout(r, 50));
+          }
+          assert.equal(await badge.getAttribute("data-state"), "online");
+          assert.equal(await page.getByTestId("volume-row").count(), 8);
+          assert.match(await page.getByTestId("distribution").innerText(), /8 providers/);
+          const events = await page.getByTestId("event").allInnerTexts();
+          assert.ok(events.some((e) => /replaced by a volume of/.test(e)), events.join("\n"));
+          assert.deepEqual([...problems.errors, ...problems.violations], []);
+        } finally {
+          await browser.close();
+          await ui.close();
+        }
+      },
+    });
 
     // Three other providers stopped: still nothing lost.
     const nextThree = used.slice(4, 7);

@@ -275,6 +275,7 @@ export class CloudFileSystem {
   async #leaseNow(need: number, pool: VolumePlace[]): Promise<Live[]> {
     const got: Live[] = [];
     const tried = new Set<string>(pool.map((p) => p.provider));
+    const rounds: string[] = [];
     for (let round = 0; got.length < need && round < 5 && !this.#stopped; round++) {
       const offers = await this.#o.broadcaster.request({
         kind: "storage",
@@ -285,6 +286,7 @@ export class CloudFileSystem {
         waitMs: this.#o.offerWaitMs ?? 3000,
       });
       const fresh = offers.filter((o) => !tried.has(o.provider));
+      rounds.push(`${offers.length} (${fresh.length} new)`);
       for (const offer of rankOffers(fresh, [...pool, ...got.map((g) => g.state.placement)])) {
         if (got.length >= need) break;
         tried.add(offer.provider);
@@ -298,7 +300,8 @@ export class CloudFileSystem {
     if (got.length < need) {
       for (const g of got) await this.#release(g.state, "released");
       throw new TrueCloudError(
-        `Only ${got.length} of ${need} volumes could be leased: not enough providers answered`,
+        `Only ${got.length} of ${need} volumes could be leased: not enough providers answered ` +
+          `(offers per round: ${rounds.join(", ")})`,
         { code: "no_offers" },
       );
     }

@@ -50,6 +50,8 @@ export const CREDENTIAL_PROTOCOL = "/truecloud/vpn/credential/1.0.0";
 export const SHOW_CREDENTIAL_MS = 10_000;
 /** Most messages of a roster sent after a credential is accepted. */
 const MAX_ROSTER_MESSAGES = 8;
+/** Verified connections a member keeps at least, dialling members of the roster. */
+const MIN_PEERS = 3;
 /** How long a peer that failed to show one is denied, in milliseconds. */
 export const DENY_MS = 60_000;
 
@@ -123,6 +125,9 @@ export class VpnNode {
   // Where members say they can be reached now (relay addresses of members behind NAT, say).
   readonly #addrs = new Map<string, string[]>();
   #sweep?: ReturnType<typeof setInterval>;
+  #dialling?: Promise<void>;
+  // Members last dialled to keep connected (seconds), so one that does not answer waits its turn.
+  readonly #lastTried = new Map<string, number>();
   #announce?: ReturnType<typeof setInterval>;
   readonly #sweepMs: number;
   readonly #showMs: number;
@@ -764,5 +769,23 @@ export class VpnNode {
         if (!this.#verified.has(peer)) void this.#keepOut(peer);
       }
     }
+    this.#keepConnected();
+  }
+
+  // A member whose peers went away would hear no gossip until someone dials it: it keeps a few
+  // connections, dialling members of the roster it is not connected to, one at a time.
+  #keepConnected(): void {
+    if (this.#dialling || this.#verified.size >= MIN_PEERS) return;
+    const now = this.#now();
+    const candidates = [...this.#roster.keys()].filter((p) =>
+      p !== this.nodeId && !this.#verified.has(p) && !this.isDenied(p) &&
+      !this.#revoked.has(p) && (this.#lastTried.get(p) ?? 0) < now - 30
+    );
+    if (!candidates.length) return;
+    const peer = candidates[Math.floor(Math.random() * candidates.length)];
+    this.#lastTried.set(peer, now);
+    this.#dialling = this.reach(peer).then(() => {}, () => {}).finally(() => {
+      this.#dialling = undefined;
+    });
   }
 }

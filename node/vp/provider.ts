@@ -161,7 +161,10 @@ export class VolumeProvider implements VolumeHandler {
   }
 
   willServe(r: VerifiedRequest): boolean {
-    if ([...this.#lent.values()].some((v) => v.consumer === r.requester)) return false;
+    // One volume per consumer; one whose lease has ended (wiped at the next sweep) does not count.
+    if ([...this.#lent.values()].some((v) => v.consumer === r.requester && this.#inForce(v))) {
+      return false;
+    }
     return this.#o.backend.usedBytes + r.data.bytes <= this.#o.backend.capacityBytes;
   }
 
@@ -207,7 +210,8 @@ export class VolumeProvider implements VolumeHandler {
         });
       }
       const other = [...this.#lent.values()].find((v) =>
-        v.id !== data.volume && (v.pool === data.pool || v.consumer === lease.consumer)
+        v.id !== data.volume && (v.pool === data.pool || v.consumer === lease.consumer) &&
+        this.#inForce(v)
       );
       if (other) {
         throw new TrueCloudError("This provider already holds a volume of that pool", {

@@ -248,6 +248,7 @@ function closeQuietly(conn: Deno.TcpConn): void {
 class Reader {
   readonly #conn: Deno.TcpConn;
   readonly #buf = new Uint8Array(READ_BUFFER);
+  #large = new Uint8Array(0);
   #start = 0;
   #end = 0;
   /** When bytes last arrived (`performance.now()`). */
@@ -309,7 +310,10 @@ class Reader {
       this.#start += len;
       return { head, body };
     }
-    const body = new Uint8Array(len);
+    // One buffer for large bodies too: a frame is opened into a new plaintext before the next one
+    // is read (receive() allows one reader at a time), as with small frames in #buf.
+    if (this.#large.length < len) this.#large = new Uint8Array(len);
+    const body = this.#large.subarray(0, len);
     let have = Math.min(len, this.#buffered);
     body.set(this.#buf.subarray(this.#start, this.#start + have));
     this.#start += have;
