@@ -106,7 +106,9 @@ export async function startNodes(o: NodesOptions): Promise<LocalNodes> {
         location: places.locations[i % places.locations.length],
         network,
         // Every third node holds two VPNs, linking them.
-        maxVpns: i % 3 === 0 ? 2 : 1,
+        // node-1 keeps the cloud file system: in every VPN, it reaches every provider directly
+        // (through bridges alone, losing the bridges would leave it no replacements).
+        maxVpns: i === 1 ? 3 : i % 3 === 0 ? 2 : 1,
         release: claim,
         releases: releases.catalog,
         feedUrl: `${o.gateway}/discovery/feed.rss?count=100`,

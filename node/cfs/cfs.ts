@@ -282,7 +282,7 @@ export class CloudFileSystem {
         bytes: this.#state.volumeBytes,
         leaseSeconds: this.#o.leaseSeconds ?? 30 * 24 * 3600,
         count: Math.min(32, need * 2),
-        maxHops: 1,
+        maxHops: 2,
         waitMs: this.#o.offerWaitMs ?? 3000,
       });
       const fresh = offers.filter((o) => !tried.has(o.provider));
