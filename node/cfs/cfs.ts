@@ -222,6 +222,7 @@ export class CloudFileSystem {
         log: this.#log.child("pool"),
       });
       this.#files = await FileStore.format(this.#pool);
+      this.#pool.useMap(() => this.#files.inUse());
       await this.#save();
     } catch (err) {
       // Nothing is kept of a pool that could not be made: its leases go back.
@@ -261,6 +262,7 @@ export class CloudFileSystem {
     });
     for (const [i, s] of this.#slots.entries()) if (s && !s.device) this.#pool.setAway(i, "away");
     this.#files = await FileStore.open(this.#pool);
+    this.#pool.useMap(() => this.#files.inUse());
     this.#event("info", "Pool resumed");
   }
 

@@ -600,6 +600,11 @@ class UnitAllocator {
     return this.#free;
   }
 
+  /** The free runs, `[start, count]`, in order. */
+  runs(): readonly (readonly [number, number])[] {
+    return this.#runs;
+  }
+
   /** Gives back units (they must not be free already). */
   give(start: number, count: number): void {
     if (count <= 0) return;
@@ -1258,6 +1263,22 @@ export class FileStore {
   }
 
   /** How much the store holds and has left. */
+  /**
+   * The byte ranges of the store that hold anything (metadata, files, writes under way): all but
+   * the free space. What a pool needs to rebuild on a new member.
+   * @returns `[offset, length]` ranges, in order.
+   */
+  inUse(): [number, number][] {
+    const unit = this.unit, out: [number, number][] = [];
+    let at = 0;
+    for (const [start, count] of this.#alloc.runs()) {
+      if (start > at) out.push([at * unit, (start - at) * unit]);
+      at = start + count;
+    }
+    if (at < this.#units) out.push([at * unit, (this.#units - at) * unit]);
+    return out;
+  }
+
   usage(): FileStoreUsage {
     const free = this.#alloc.free;
     return {

@@ -927,3 +927,21 @@ Deno.test("FileStore.open() reads a store written by hand from the example in fi
   assert.equal((await again.stat("/photos/b.bin")).size, 100_000);
   await again.close();
 });
+
+Deno.test("FileStore.inUse() covers what the store holds and none of its free space", async () => {
+  const { files } = await fresh(64, 4096);
+  const covered = () => files.inUse().reduce((n, [, length]) => n + length, 0);
+  const empty = covered();
+  assert.equal(empty + files.usage().freeBytes, files.usage().sizeBytes);
+  await files.write("/a.bin", pattern(5 * 4096 + 7, 1));
+  const withFile = covered();
+  assert.ok(withFile >= empty + 6 * 4096, `${withFile} covers the file's six units`);
+  assert.equal(withFile + files.usage().freeBytes, files.usage().sizeBytes);
+  await files.delete("/a.bin");
+  await files.write("/b.txt", enc("small"));
+  assert.ok(covered() < withFile, "freed units leave the map");
+  for (const [offset, length] of files.inUse()) {
+    assert.ok(offset % 4096 === 0 && length % 4096 === 0 && length > 0);
+  }
+  await files.close();
+});

@@ -650,6 +650,7 @@ export class Pool implements ByteStore {
   // Write buffers of whole batches, kept for the next batch: allocating (and zeroing) eight of
   // them per batch costs a fifth of a write's time.
   readonly #buffers: { data: Uint8Array; tags: Uint8Array }[] = [];
+  #inUse?: () => Iterable<readonly [number, number]>;
 
   #takeBuffer(count: number): { data: Uint8Array; tags: Uint8Array } {
     const b = this.#buffers.pop();
@@ -1148,11 +1149,41 @@ export class Pool implements ByteStore {
 
   // ——— resilver ———
 
+  /**
+   * Tells the pool which byte ranges hold anything (the file system's allocated space): a new
+   * member is then rebuilt from those stripes only, as ZFS resilvers allocated blocks only. Space
+   * outside them reads as zeros on the new member until written.
+   * @param ranges Gives the `[offset, length]` ranges in use at the time a resilver starts.
+   */
+  useMap(ranges: () => Iterable<readonly [number, number]>): void {
+    this.#inUse = ranges;
+  }
+
+  // Stripes of the ranges in use, as runs of at most `batch` stripes.
+  #inUseRuns(): [number, number][] {
+    const SB = this.alignment, stripes: [number, number][] = [];
+    for (const [offset, length] of this.#inUse!()) {
+      if (length <= 0) continue;
+      const a = Math.floor(offset / SB);
+      const b = Math.min(this.stripes, Math.ceil((offset + length) / SB));
+      const last = stripes.at(-1);
+      if (last && a <= last[0] + last[1]) last[1] = Math.max(last[1], b - last[0]);
+      else if (b > a) stripes.push([a, b - a]);
+    }
+    const out: [number, number][] = [];
+    for (const [first, count] of stripes) {
+      for (let s = first; s < first + count; s += this.#batch) {
+        out.push([s, Math.min(this.#batch, first + count - s)]);
+      }
+    }
+    return out;
+  }
+
   #startResilver(slot: number, kind: ResilverStatus["kind"]): void {
     const m = this.#members[slot];
     m.full = false;
     const ranges = kind === "replace"
-      ? [...wholeRuns(this.stripes, this.#batch)]
+      ? this.#inUse ? this.#inUseRuns() : [...wholeRuns(this.stripes, this.#batch)]
       : [...m.behind.runs(this.#batch)];
     const stripes = ranges.reduce((n, [, c]) => n + c, 0);
     const status: ResilverStatus = {

@@ -800,3 +800,34 @@ Deno.test("Pool.read() reads block by block around a block the provider reports 
   assertSame((await sick.inner.read(3, 1)).data, expectedShard(model, 2, 3), "its true content");
   await pool.close();
 });
+
+Deno.test("Pool.replace() with a use map rebuilds only the stripes in use", async () => {
+  const devices = makeDevices(16);
+  const pool = await Pool.create(options(devices));
+  const used: [number, number][] = [[0, SB], [5 * SB + 100, 2 * SB]]; // stripes 0, 5–7
+  const model = new Uint8Array(pool.size);
+  for (const [offset, length] of used) {
+    const b = bytes(length, offset);
+    model.set(b, offset);
+    await pool.write(offset, b);
+  }
+  pool.useMap(() => used);
+  pool.fault(4, "gone");
+  const fresh = new TestDevice(BS, 16);
+  pool.replace(4, fresh);
+  const done = await pool.resilverDone(4);
+  assert.ok(done?.finished);
+  assert.equal(done.totalBytes, 4 * SB, "stripes 0 and 5 to 7 only");
+  assert.deepEqual([...new Set(fresh.written)].sort((a, b) => a - b), [0, 5, 6, 7]);
+  // The new member holds its part: any three others may go.
+  const reopened = await openWithout(devices.map((d, i) => i === 4 ? fresh : d), [0, 1, 2]);
+  for (const [offset, length] of used) {
+    assertSame(
+      await reopened.read(offset, length),
+      model.subarray(offset, offset + length),
+      "used",
+    );
+  }
+  await reopened.close();
+  await pool.close();
+});
