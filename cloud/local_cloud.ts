@@ -14,15 +14,14 @@ import { type LocalNodes, nodeIdentity, startNodes } from "./nodes.ts";
 import { type PublishedSample, publishSamples } from "./samples.ts";
 import { Gateway, type GatewayConfig } from "../gateway/mod.ts";
 import { ensureSelfSigned } from "../gateway/mod.ts";
-import { discardLogger, type Logger, type LogLevel, toHex } from "../protocol/mod.ts";
 import {
-  type CfsUiServer,
-  CloudFileSystem,
-  createControlApp,
-  serveCfsUi,
-  serveWebDav,
-  userspaceAttacher,
-} from "../node/mod.ts";
+  discardLogger,
+  type Logger,
+  type LogLevel,
+  toHex,
+  TrueCloudError,
+} from "../protocol/mod.ts";
+import { createControlApp, type RunningFileSystem, startFileSystem } from "../node/mod.ts";
 
 /** The CDN share of each CDN holder's lent disk: the most its block store holds. */
 const CDN_QUOTA = 256 * 1024 * 1024;
@@ -51,14 +50,9 @@ export interface LocalCloudOptions {
 }
 
 /** node-1's Cloud File System and its two loopback endpoints. */
-export interface LocalCfs {
+export interface LocalCfs extends RunningFileSystem {
   /** The node that keeps it. */
   node: string;
-  cfs: CloudFileSystem;
-  /** The CFS UI. */
-  ui: CfsUiServer;
-  /** The WebDAV endpoint of its files. */
-  webdav: { url: string; close(): Promise<void> };
 }
 
 // Builds node-1's CFS as soon as eight providers answer (they may still be joining), and serves it.
@@ -68,42 +62,20 @@ async function startCfs(
   options: LocalCloudOptions,
   log: Logger,
 ): Promise<LocalCfs> {
-  const name = "node-1";
-  const rms = nodes.nodes.get(name)!;
-  let cfs: CloudFileSystem | undefined;
-  const deadline = Date.now() + 90_000;
-  for (let attempt = 1; !cfs; attempt++) {
-    try {
-      cfs = await CloudFileSystem.start({
-        identity: nodes.identities.get(name)!,
-        broadcaster: rms.broadcaster,
-        ledger: rms.ledger,
-        entitlementBytes: () => rms.entitlement().entitlement.storageBytes,
-        attacher: userspaceAttacher(),
-        statePath: `${home}/nodes/${name}/cfs.json`,
-        graceMs: options.cfsGraceMs ?? 60_000,
-        log: log.child("cfs"),
-      });
-    } catch (err) {
-      if (Date.now() > deadline) throw err;
-      log.warn("The CFS waits for providers", { attempt, err: String(err) });
-      await new Promise((r) => setTimeout(r, 2000));
-    }
-  }
-  rms.onStop(() => cfs!.stop());
-  const ui = serveCfsUi({
-    status: () => cfs!.status(),
-    actions: { scrub: () => cfs!.scrub() },
-    port: options.cfsUiPort ?? 0,
-    hostname: "127.0.0.1",
-    log: log.child("cfs-ui"),
+  const node = "node-1";
+  const running = await startFileSystem({
+    rms: nodes.nodes.get(node)!,
+    identity: nodes.identities.get(node)!,
+    statePath: `${home}/nodes/${node}/cfs.json`,
+    graceMs: options.cfsGraceMs ?? 60_000,
+    uiPort: options.cfsUiPort ?? 0,
+    webdavPort: options.webdavPort ?? 0,
+    deadlineMs: 90_000,
+    retryMs: 2000,
+    log,
   });
-  const webdav = serveWebDav(cfs.files, {
-    hostname: "127.0.0.1",
-    port: options.webdavPort ?? 0,
-    log: log.child("webdav"),
-  });
-  return { node: name, cfs, ui, webdav };
+  if (!running) throw new TrueCloudError(`${node} stopped before its pool was built`);
+  return { node, ...running };
 }
 
 /**
@@ -277,8 +249,6 @@ export class LocalCloud {
       return new LocalCloud(replicas, nodes, control, home, client, log, refresher, samples, cfs);
     } catch (err) {
       await control?.shutdown().catch(() => {});
-      await cfs?.ui.close().catch(() => {});
-      await cfs?.webdav.close().catch(() => {});
       await nodes?.stop().catch(() => {});
       for (const r of replicas) await r.stop().catch(() => {});
       client.close();
@@ -306,9 +276,7 @@ export class LocalCloud {
     this.#refresher.stop();
     await this.#control.shutdown();
     await Deno.remove(`${this.#home}/control.json`).catch(() => {});
-    await this.cfs?.ui.close();
-    await this.cfs?.webdav.close();
-    await this.nodes.stop();
+    await this.nodes.stop(); // node-1 stops its file system, its UI and its WebDAV endpoint
     for (const r of this.replicas) await r.stop();
     this.#client.close();
     this.#log.info("Local cloud stopped");

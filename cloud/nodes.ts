@@ -11,9 +11,9 @@ import {
   loadIdentity,
   loadOrCreate,
   Rms,
+  startVolumes,
   trustReleases,
-  UserspaceVolumes,
-  VolumeProvider,
+  type VolumeProvider,
 } from "../node/mod.ts";
 import type { Logger, NodeIdentity } from "../protocol/mod.ts";
 
@@ -127,44 +127,18 @@ export async function startNodes(o: NodesOptions): Promise<LocalNodes> {
       });
       nodes.set(name, rms);
       identities.set(name, identity);
-      // Its Volume Provider: volumes of the lent disk (less the CDN's share), served through
-      // tunnels on a port kept across restarts, so that consumers find them again.
+      // Its Volume Provider: volumes of the lent disk (less the CDN's share).
       const cdn = o.cdnStore?.(identity.nodeId);
-      const volumeBytes = DISK - (cdn ? cdn.used + cdn.free : 0);
-      const tunnel = await loadOrCreate(`${dir}/${name}/tunnel.json`, () => ({ port: 0 }));
-      const backend = await UserspaceVolumes.start({
-        dir: `${dir}/${name}/volumes`,
-        capacityBytes: volumeBytes,
-        port: tunnel.port,
-        log: o.log.child(`${name}.volumes`),
-      }).catch(() =>
-        // The port was taken meanwhile: another one, kept from now on.
-        UserspaceVolumes.start({
-          dir: `${dir}/${name}/volumes`,
-          capacityBytes: volumeBytes,
-          log: o.log.child(`${name}.volumes`),
-        })
+      providers.set(
+        name,
+        await startVolumes({
+          rms,
+          identity,
+          dir: `${dir}/${name}`,
+          capacityBytes: DISK - (cdn ? cdn.used + cdn.free : 0),
+          log: o.log.child(name),
+        }),
       );
-      if (backend.port !== tunnel.port) {
-        await Deno.writeTextFile(
-          `${dir}/${name}/tunnel.json`,
-          JSON.stringify({ port: backend.port }),
-          { mode: 0o600 },
-        );
-      }
-      const vp = await VolumeProvider.start({
-        identity,
-        broadcaster: rms.broadcaster,
-        ledger: rms.ledger,
-        backend,
-        statePath: `${dir}/${name}/volumes.json`,
-        log: o.log.child(`${name}.vp`),
-      });
-      providers.set(name, vp);
-      rms.onStop(async () => {
-        await vp.stop();
-        await backend.close();
-      });
     }
     const all = [...nodes.values()];
     const founded: string[] = [];

@@ -12,8 +12,8 @@ import { ConfigError, JsonLogger, type LogLevel, toHex } from "../protocol/mod.t
 import { createControlApp } from "./control.ts";
 import { loadIdentity, loadOrCreate } from "./state.ts";
 import { Rms, trustReleases } from "./rms/mod.ts";
-import { CloudFileSystem, serveCfsUi, serveWebDav } from "./cfs/mod.ts";
-import { userspaceAttacher, UserspaceVolumes, VolumeProvider } from "./vp/mod.ts";
+import type { CloudFileSystem } from "./cfs/mod.ts";
+import { startFileSystem, startVolumes } from "./storage.ts";
 import { BlockStore } from "../cdn/mod.ts";
 
 const USAGE = `Usage: deno task agent --home DIR --gateway URL [flags]
@@ -176,32 +176,15 @@ async function main(args: string[]): Promise<number> {
     retryMs: 2000,
     log,
   });
-  // The Volume Provider: volumes of the lent disk (less the CDN's share), each reached through a
-  // tunnel of its own on a port kept across restarts, so that consumers find their volumes again.
-  const tunnel = await loadOrCreate(`${c.home}/tunnel.json`, () => ({ port: c.tunnelPort ?? 0 }));
-  const backend = await UserspaceVolumes.start({
-    dir: `${c.home}/volumes`,
+  // The Volume Provider: volumes of the lent disk (less the CDN's share).
+  await startVolumes({
+    rms,
+    identity,
+    dir: c.home,
     capacityBytes: c.disk - c.cdn,
     hostname: c.host,
-    port: c.tunnelPort ?? tunnel.port,
-    log: log.child("volumes"),
-  });
-  if (backend.port !== tunnel.port) {
-    await Deno.writeTextFile(`${c.home}/tunnel.json`, JSON.stringify({ port: backend.port }), {
-      mode: 0o600,
-    });
-  }
-  const vp = await VolumeProvider.start({
-    identity,
-    broadcaster: rms.broadcaster,
-    ledger: rms.ledger,
-    backend,
-    statePath: `${c.home}/volumes.json`,
-    log: log.child("vp"),
-  });
-  rms.onStop(async () => {
-    await vp.stop();
-    await backend.close();
+    port: c.tunnelPort,
+    log,
   });
   const cfsOf = new Map<string, CloudFileSystem>();
   const token = toHex(crypto.getRandomValues(new Uint8Array(32)));
@@ -231,43 +214,19 @@ async function main(args: string[]): Promise<number> {
     console.log("ready");
     if (!c.cfs) return;
     // The cloud file system: eight volumes once enough providers answer (retried until then).
-    let cfs: CloudFileSystem | undefined;
-    while (!cfs && !rms.stopped) {
-      try {
-        cfs = await CloudFileSystem.start({
-          identity,
-          broadcaster: rms.broadcaster,
-          ledger: rms.ledger,
-          entitlementBytes: () => rms.entitlement().entitlement.storageBytes,
-          attacher: userspaceAttacher(),
-          statePath: `${c.home}/cfs.json`,
-          graceMs: c.cfsGrace * 1000,
-          log: log.child("cfs"),
-        });
-      } catch (err) {
-        log.info("The cloud file system waits for providers", { err: String(err) });
-        await new Promise((r) => setTimeout(r, 10_000));
-      }
-    }
-    if (!cfs) return;
-    const files = cfs;
-    cfsOf.set("node", files);
-    const ui = serveCfsUi({
-      status: () => files.status(),
-      actions: { scrub: () => files.scrub() },
-      port: c.cfsPort,
-      log: log.child("cfs-ui"),
+    const running = await startFileSystem({
+      rms,
+      identity,
+      statePath: `${c.home}/cfs.json`,
+      graceMs: c.cfsGrace * 1000,
+      uiPort: c.cfsPort,
+      webdavPort: c.webdavPort,
+      retryMs: 10_000,
+      log,
     });
-    const webdav = serveWebDav(files.files, {
-      hostname: "127.0.0.1",
-      port: c.webdavPort,
-      log: log.child("webdav"),
-    });
-    rms.onStop(async () => {
-      await ui.close();
-      await webdav.close();
-      await files.stop();
-    });
+    if (!running) return;
+    const { cfs, ui, webdav } = running;
+    cfsOf.set("node", cfs);
     console.log(`cfs ui: ${ui.url}`);
     console.log(`cfs files: ${webdav.url}`);
   })().catch((err) => log.error("Start failed", { err: String(err) }));

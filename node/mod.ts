@@ -12,3 +12,4 @@ export * from "./cfs/mod.ts";
 export * from "./drivers/mod.ts";
 export * from "./vp/mod.ts";
 export * from "./state.ts";
+export * from "./storage.ts";

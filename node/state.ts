@@ -35,3 +35,28 @@ export async function loadIdentity(dir: string): Promise<NodeIdentity> {
   );
   return await NodeIdentity.fromJwk(jwk);
 }
+
+/**
+ * Reads a JSON file written by {@linkcode saveJson}.
+ * @param path The file.
+ * @returns Its value, or `undefined` when there is no such file.
+ */
+export async function readJson<T>(path: string): Promise<T | undefined> {
+  try {
+    return JSON.parse(await Deno.readTextFile(path)) as T;
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return undefined;
+    throw err;
+  }
+}
+
+/**
+ * Writes a JSON file whole or not at all (a temporary file renamed over it), mode 0600.
+ * @param path The file.
+ * @param value What to keep.
+ */
+export async function saveJson(path: string, value: unknown): Promise<void> {
+  const tmp = `${path}.tmp`;
+  await Deno.writeTextFile(tmp, JSON.stringify(value, null, 2), { mode: 0o600 });
+  await Deno.rename(tmp, path);
+}

@@ -150,3 +150,65 @@ export function parseRanges(
   }
   return spans.length ? spans : "unsatisfiable";
 }
+
+/** Why a request to a host-only service was refused. */
+export interface HostOnlyRefusal {
+  /** 421 for a Host that is not the service's, 403 for a request from another site. */
+  status: 421 | 403;
+  code: "bad_host" | "cross_origin" | "cross_site";
+  message: string;
+}
+
+const LOOPBACK_NAMES = ["127.0.0.1", "localhost", "[::1]"];
+
+/**
+ * Checks a request to a service that answers this host's own browser and tools only, on a
+ * loopback port: its Host must be one of the service's own loopback names (a DNS-rebinding page
+ * carries its own name), and a browser request must not come from another site — a page on another
+ * loopback port is same-site, and refused too.
+ * @param headers The request's headers.
+ * @param port The port the service listens on.
+ * @param service What to call it in the message, such as "The CFS UI".
+ * @returns Why it is refused, or `undefined` when it may be served.
+ */
+export function hostOnlyRefusal(
+  headers: Headers,
+  port: number,
+  service: string,
+): HostOnlyRefusal | undefined {
+  const shown = (v: string) => JSON.stringify(v.length > 80 ? `${v.slice(0, 80)}…` : v);
+  const host = headers.get("host");
+  if (!host) {
+    return {
+      status: 421,
+      code: "bad_host",
+      message: `The request has no Host header; use http://127.0.0.1:${port}`,
+    };
+  }
+  const hosts = LOOPBACK_NAMES.flatMap((n) => port === 80 ? [`${n}:80`, n] : [`${n}:${port}`]);
+  if (!hosts.includes(host.toLowerCase())) {
+    return {
+      status: 421,
+      code: "bad_host",
+      message: `${service} answers only to 127.0.0.1:${port}, localhost:${port} or ` +
+        `[::1]:${port}, not Host ${shown(host)}`,
+    };
+  }
+  const origin = headers.get("origin");
+  if (origin !== null && !hosts.map((h) => `http://${h}`).includes(origin.toLowerCase())) {
+    return {
+      status: 403,
+      code: "cross_origin",
+      message: `Requests from other sites (origin ${shown(origin)}) are not allowed`,
+    };
+  }
+  const site = headers.get("sec-fetch-site");
+  if (site !== null && site !== "same-origin" && site !== "none") {
+    return {
+      status: 403,
+      code: "cross_site",
+      message: `Requests from other sites (${shown(site)}) are not allowed`,
+    };
+  }
+  return undefined;
+}

@@ -23,3 +23,23 @@ export function newUuid(): string {
 export function isUuid(value: string): boolean {
   return UUID_RE.test(value);
 }
+
+/**
+ * The 16 bytes of a UUID.
+ * @param id A canonical UUID.
+ * @throws {Error} When it is not one (callers check with {@linkcode isUuid} to word their own).
+ */
+export function uuidToBytes(id: string): Uint8Array {
+  if (!isUuid(id)) throw new Error(`Not a UUID: ${JSON.stringify(id).slice(0, 60)}`);
+  const hex = id.replaceAll("-", "");
+  return Uint8Array.from({ length: 16 }, (_, i) => parseInt(hex.slice(2 * i, 2 * i + 2), 16));
+}
+
+/**
+ * 16 bytes in the lowercase hyphenated form of a UUID (version and variant are not checked).
+ * @param b At least 16 bytes; the first 16 are read.
+ */
+export function uuidFromBytes(b: Uint8Array): string {
+  const h = Array.from(b.subarray(0, 16), (x) => x.toString(16).padStart(2, "0")).join("");
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+}

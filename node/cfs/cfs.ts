@@ -11,9 +11,11 @@
 import {
   type Clock,
   discardLogger,
+  fromHex,
   type Logger,
   type NodeIdentity,
   systemClock,
+  toHex,
   TrueCloudError,
 } from "../../protocol/mod.ts";
 import type { BlockDevice } from "../drivers/mod.ts";
@@ -31,6 +33,7 @@ import {
   type VolumePlace,
   volumePlaceOf,
 } from "../rms/mod.ts";
+import { readJson, saveJson } from "../state.ts";
 import { FileStore } from "./files.ts";
 import { Pool } from "./pool.ts";
 import type { CfsEvent, CfsStatus, VolumeStatus } from "./status.ts";
@@ -148,12 +151,7 @@ export class CloudFileSystem {
    */
   static async start(o: CfsOptions): Promise<CloudFileSystem> {
     const cfs = new CloudFileSystem(o);
-    let saved: CfsState | undefined;
-    try {
-      saved = JSON.parse(await Deno.readTextFile(o.statePath));
-    } catch (err) {
-      if (!(err instanceof Deno.errors.NotFound)) throw err;
-    }
+    const saved = await readJson<CfsState>(o.statePath);
     if (saved) await cfs.#resume(saved);
     else await cfs.#build();
     cfs.#timer = setInterval(() => void cfs.#tick(), o.tickMs ?? 1000);
@@ -185,9 +183,7 @@ export class CloudFileSystem {
   async #saveNow(): Promise<void> {
     this.#state.slots = this.#slots.map((s) => s?.state ?? null);
     if (this.#pool) this.#state.generation = this.#pool.generation;
-    const tmp = `${this.#o.statePath}.tmp`;
-    await Deno.writeTextFile(tmp, JSON.stringify(this.#state, null, 2), { mode: 0o600 });
-    await Deno.rename(tmp, this.#o.statePath);
+    await saveJson(this.#o.statePath, this.#state);
   }
 
   async #build(): Promise<void> {
@@ -204,7 +200,7 @@ export class CloudFileSystem {
     this.#state = {
       v: 1,
       pool: crypto.randomUUID(),
-      key: [...key].map((b) => b.toString(16).padStart(2, "0")).join(""),
+      key: toHex(key),
       volumeBytes,
       generation: 0,
       slots: [],
@@ -246,7 +242,7 @@ export class CloudFileSystem {
       const live: Live = { state: s };
       this.#slots[i] = live;
       try {
-        live.device = await this.#o.attacher.attach(s.volume, s.keys, (r) => this.#dead(i, r));
+        live.device = await this.#o.attacher.attach(s.volume, s.keys, (r) => this.#dead(live, r));
       } catch (err) {
         live.awaySince = this.#clock.now();
         this.#event("warn", `Volume ${i} is away at start: ${(err as Error).message}`, i);
@@ -293,7 +289,7 @@ export class CloudFileSystem {
         if (got.length >= need) break;
         tried.add(offer.provider);
         try {
-          got.push(await this.#take(offer, got.length));
+          got.push(await this.#take(offer));
         } catch (err) {
           this.#log.warn("Offer not taken", { provider: offer.provider, err: String(err) });
         }
@@ -311,7 +307,7 @@ export class CloudFileSystem {
   }
 
   // Accepts one offer, asks for the export and attaches the volume.
-  async #take(offer: ReceivedOffer, slotHint: number): Promise<Live> {
+  async #take(offer: ReceivedOffer): Promise<Live> {
     const entry = await this.#o.broadcaster.accept(offer);
     const state: Partial<SlotState> = {
       lease: entry.ack,
@@ -347,11 +343,10 @@ export class CloudFileSystem {
       }
       Object.assign(state, { volume, keys });
       const live: Live = { state: state as SlotState };
-      // The slot is known only once placed; the hint is replaced by #place for replacements.
       live.device = await this.#o.attacher.attach(
         volume,
         keys,
-        (r) => this.#dead(this.#slots.indexOf(live) >= 0 ? this.#slots.indexOf(live) : slotHint, r),
+        (r) => this.#dead(live, r),
       );
       return live;
     } catch (err) {
@@ -373,9 +368,11 @@ export class CloudFileSystem {
     );
   }
 
-  #dead(slot: number, reason: string): void {
-    const live = this.#slots[slot];
-    if (!live || live.awaySince !== undefined || this.#stopped) return;
+  // A volume went silent or its tunnel dropped (one not placed in the pool yet is left to the pool:
+  // its first call fails and makes the member away).
+  #dead(live: Live, reason: string): void {
+    const slot = this.#slots.indexOf(live);
+    if (slot < 0 || live.awaySince !== undefined || this.#stopped) return;
     live.awaySince = this.#clock.now();
     const device = live.device;
     live.device = undefined;
@@ -391,18 +388,19 @@ export class CloudFileSystem {
     try {
       const grace = this.#o.graceMs ?? 600_000;
       const now = this.#clock.now();
+      const members = this.#pool.status().members;
       await Promise.all(this.#slots.map(async (live, slot) => {
         if (!live || live.busy) return;
         live.busy = true;
         try {
           // The pool itself sets a member away when a call times out, or faulted when it refuses
           // writes: the same upkeep follows.
-          const member = this.#pool.status().members[slot];
+          const member = members[slot];
           if (member.state === "away" && live.awaySince === undefined) {
-            this.#dead(slot, member.reason ?? "away");
+            this.#dead(live, member.reason ?? "away");
           }
           if (member.state === "faulted" && live.awaySince === undefined) {
-            this.#dead(slot, member.reason ?? "faulted");
+            this.#dead(live, member.reason ?? "faulted");
             live.awaySince = -Infinity; // no grace: replace now
           }
           if (live.awaySince !== undefined) {
@@ -426,7 +424,7 @@ export class CloudFileSystem {
       device = await this.#o.attacher.attach(
         live.state.volume,
         live.state.keys,
-        (r) => this.#dead(slot, r),
+        (r) => this.#dead(live, r),
       );
     } catch {
       return; // still away
@@ -539,10 +537,6 @@ export class CloudFileSystem {
     await this.#pool?.close().catch(() => {});
     for (const s of this.#slots) await s?.device?.close().catch(() => {});
   }
-}
-
-function fromHex(hex: string): Uint8Array {
-  return new Uint8Array(hex.match(/../g)!.map((h) => parseInt(h, 16)));
 }
 
 function iso(seconds: number): string {

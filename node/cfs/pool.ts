@@ -10,11 +10,11 @@ import {
   type Clock,
   ConflictError,
   discardLogger,
-  fromHex,
   isUuid,
   type Logger,
   systemClock,
   TrueCloudError,
+  uuidToBytes,
   ValidationError,
 } from "../../protocol/mod.ts";
 import { type BlockDevice, DeviceError, TAG_BYTES } from "../drivers/mod.ts";
@@ -34,6 +34,14 @@ const N = POOL_MEMBERS;
 const K = POOL_DATA_MEMBERS;
 const M = POOL_PARITY_MEMBERS;
 const NOT_READ = -2;
+
+/** A member a write goes to, as it was when the write began. */
+interface WriteTarget {
+  slot: number;
+  device: BlockDevice;
+  epoch: number;
+  online: boolean;
+}
 
 /** Why a pool operation failed. */
 export type PoolErrorCode = "data_lost" | "pool_faulted" | "pool_closed";
@@ -705,23 +713,13 @@ export class Pool implements ByteStore {
         this.#tagger.sign(slot, s, generation, b.data.subarray(at, at + bs), b.tags, i * TAG_BYTES);
       }
     }
-    const results = await Promise.allSettled(
-      targets.map((t) => {
-        const b = bufs.get(t.slot)!;
-        return this.#call(t.slot, t.epoch, (d) => {
-          // Reused only once the device itself is done with it (not when the call is given up
-          // on: a write may still be queued in its driver).
-          const done = d.write(first, b.data, b.tags);
-          done.then(() => this.#giveBuffer(b), () => this.#giveBuffer(b));
-          return done;
-        });
-      }),
-    );
-    let ok = 0;
-    results.forEach((r, i) => {
-      const t = targets[i];
-      if (r.status === "rejected") this.#failed(t.slot, t.epoch, r.reason, "write", first, count);
-      else if (t.online) ok++;
+    const ok = await this.#toAll(targets, first, count, (d, slot) => {
+      const b = bufs.get(slot)!;
+      // Reused only once the device itself is done with it (not when the call is given up on: a
+      // write may still be queued in its driver).
+      const done = d.write(first, b.data, b.tags);
+      done.then(() => this.#giveBuffer(b), () => this.#giveBuffer(b));
+      return done;
     });
     if (ok < K) {
       const from = Math.max(offset, first * SB), to = Math.min(end, (first + count) * SB);
@@ -735,21 +733,33 @@ export class Pool implements ByteStore {
     }
   }
 
+  // Makes one change on every writable member at once; a member that fails it is failed over.
+  // Returns how many online members took it.
+  async #toAll(
+    targets: WriteTarget[],
+    first: number,
+    count: number,
+    change: (device: BlockDevice, slot: number) => Promise<void>,
+  ): Promise<number> {
+    const results = await Promise.allSettled(
+      targets.map((t) => this.#call(t.slot, t.epoch, (d) => change(d, t.slot))),
+    );
+    let ok = 0;
+    results.forEach((r, i) => {
+      const t = targets[i];
+      if (r.status === "rejected") this.#failed(t.slot, t.epoch, r.reason, "write", first, count);
+      else if (t.online) ok++;
+    });
+    return ok;
+  }
+
   async #trimStripes(first: number, count: number): Promise<void> {
     const release = await this.#locks.lock(first, first + count);
     try {
       this.#needOnline("trim", first * this.alignment, count * this.alignment);
       const targets = this.#writable();
       this.#markBehind(first, count);
-      const results = await Promise.allSettled(
-        targets.map((t) => this.#call(t.slot, t.epoch, (d) => d.trim(first, count))),
-      );
-      let ok = 0;
-      results.forEach((r, i) => {
-        const t = targets[i];
-        if (r.status === "rejected") this.#failed(t.slot, t.epoch, r.reason, "write", first, count);
-        else if (t.online) ok++;
-      });
+      const ok = await this.#toAll(targets, first, count, (d) => d.trim(first, count));
       if (ok < K) {
         throw new PoolError(
           `Trim of stripes ${first} to ${
@@ -765,7 +775,7 @@ export class Pool implements ByteStore {
   }
 
   /** Members that take writes now: online (counted) and resilvering. */
-  #writable(): { slot: number; device: BlockDevice; epoch: number; online: boolean }[] {
+  #writable(): WriteTarget[] {
     const out = [];
     for (let slot = 0; slot < N; slot++) {
       const m = this.#members[slot];
@@ -1535,7 +1545,7 @@ function parsePoolId(id: Uint8Array | string): Uint8Array {
     }
     return id.slice();
   }
-  if (typeof id === "string" && isUuid(id)) return fromHex(id.replaceAll("-", ""));
+  if (typeof id === "string" && isUuid(id)) return uuidToBytes(id);
   throw new ValidationError(
     `The pool id must be ${POOL_ID_BYTES} bytes or a lowercase UUID, got ${JSON.stringify(id)}`,
     { path: "poolId" },

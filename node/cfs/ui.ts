@@ -25,6 +25,7 @@ import { bodyLimit } from "hono/body-limit";
 import { secureHeaders } from "hono/secure-headers";
 import {
   discardLogger,
+  hostOnlyRefusal,
   type Logger,
   methodNotAllowed,
   toHttpError,
@@ -81,7 +82,6 @@ export interface CfsUiServer {
 /** The header a state-changing request must carry, with the value `1`. */
 export const CSRF_HEADER = "x-truecloud-csrf";
 
-const LOOPBACK_NAMES = ["127.0.0.1", "localhost", "[::1]"] as const;
 const HEARTBEAT_MS = 15_000;
 const MAX_QUEUED_EVENTS = 8;
 
@@ -191,30 +191,8 @@ function shown(value: string): string {
  * @throws {TrueCloudError} 421 for a Host that is not this UI's, 403 for a cross-origin request.
  */
 function guard(c: Context, port: number): void {
-  const host = c.req.header("host");
-  if (host === undefined || host === "") {
-    throw refused("The request has no Host header; use http://127.0.0.1:" + port, 421, "bad_host");
-  }
-  const hosts = LOOPBACK_NAMES.flatMap((n) => port === 80 ? [`${n}:80`, n] : [`${n}:${port}`]);
-  if (!hosts.includes(host.toLowerCase())) {
-    throw refused(
-      `The CFS UI answers only to 127.0.0.1:${port}, localhost:${port} or [::1]:${port}, ` +
-        `not Host ${shown(host)}`,
-      421,
-      "bad_host",
-    );
-  }
-  const origin = c.req.header("origin");
-  if (origin !== undefined) {
-    const origins = hosts.map((h) => `http://${h}`);
-    if (!origins.includes(origin.toLowerCase())) {
-      throw refused(`Requests from origin ${shown(origin)} are not allowed`, 403, "cross_origin");
-    }
-  }
-  const site = c.req.header("sec-fetch-site");
-  if (site !== undefined && site !== "same-origin" && site !== "none") {
-    throw refused(`Requests from another site (${shown(site)}) are not allowed`, 403, "cross_site");
-  }
+  const no = hostOnlyRefusal(c.req.raw.headers, port, "The CFS UI");
+  if (no) throw refused(no.message, no.status, no.code);
 }
 
 function parseStatus(value: unknown): CfsStatus {

@@ -19,6 +19,7 @@ import {
   type Clock,
   discardLogger,
   escapeHtml,
+  hostOnlyRefusal,
   type Logger,
   parseRanges,
   systemClock,
@@ -355,7 +356,6 @@ class WebDav {
   readonly #maxXml: number;
   readonly #port: number;
   readonly #hosts: Set<string>;
-  readonly #origins: Set<string>;
 
   constructor(files: FileStore, opts: WebDavOptions) {
     const port = opts.port;
@@ -369,9 +369,9 @@ class WebDav {
     this.#maxXml = opts.maxXmlBytes ?? 1 << 20;
     this.#locks = new LockTable(opts.clock ?? systemClock, opts.maxLocks ?? 10_000);
     this.#port = port;
+    // The names Destination headers may use (this endpoint's own).
     this.#hosts = new Set([`127.0.0.1:${port}`, `localhost:${port}`, `[::1]:${port}`]);
     if (port === 80) { for (const h of ["127.0.0.1", "localhost", "[::1]"]) this.#hosts.add(h); }
-    this.#origins = new Set([...this.#hosts].map((h) => `http://${h}`));
   }
 
   /** Answers one request. */
@@ -423,21 +423,8 @@ class WebDav {
   // ---- request helpers ----
 
   #guard(req: Request) {
-    const host = (req.headers.get("host") ?? "").toLowerCase();
-    if (!this.#hosts.has(host)) {
-      throw new DavError(
-        421,
-        "wrong_host",
-        `This endpoint answers only requests addressed to 127.0.0.1:${this.#port}, localhost:${this.#port} or [::1]:${this.#port}`,
-      );
-    }
-    const origin = req.headers.get("origin");
-    if (origin !== null && !this.#origins.has(origin.toLowerCase())) {
-      throw new DavError(403, "cross_origin", "Requests from other sites are refused");
-    }
-    if (req.headers.get("sec-fetch-site") === "cross-site") {
-      throw new DavError(403, "cross_origin", "Requests from other sites are refused");
-    }
+    const no = hostOnlyRefusal(req.headers, this.#port, "This WebDAV endpoint");
+    if (no) throw new DavError(no.status, no.code, no.message);
   }
 
   async #stat(names: readonly string[]): Promise<FileInfo | undefined> {

@@ -148,7 +148,6 @@ export interface VolumeHandler {
   /**
    * Answers a volume message addressed to this node.
    * @param jws The message (an export or a lease end), untrusted.
-   * @param from The member that passed it on.
    */
   message(jws: string): Promise<Record<string, unknown>>;
   /**

@@ -17,7 +17,14 @@ import {
   type KeyObject,
   randomBytes,
 } from "node:crypto";
-import { isUuid, ValidationError } from "../../protocol/mod.ts";
+import {
+  concatBytes,
+  fromHex,
+  isUuid,
+  uuidFromBytes,
+  uuidToBytes as uuidBytes,
+  ValidationError,
+} from "../../protocol/mod.ts";
 
 /** First bytes of the hello and the reply: ASCII `TCTN`. */
 export const MAGIC = Uint8Array.of(0x54, 0x43, 0x54, 0x4e);
@@ -52,67 +59,20 @@ export const FRAME_LIMIT = 2 ** 48;
 
 const CIPHER = "chacha20-poly1305";
 // DER prefixes of an X25519 key (RFC 8410): PKCS #8 private key and SubjectPublicKeyInfo.
-const PKCS8_PREFIX = Uint8Array.of(
-  0x30,
-  0x2e,
-  0x02,
-  0x01,
-  0x00,
-  0x30,
-  0x05,
-  0x06,
-  0x03,
-  0x2b,
-  0x65,
-  0x6e,
-  0x04,
-  0x22,
-  0x04,
-  0x20,
-);
-const SPKI_PREFIX = Uint8Array.of(
-  0x30,
-  0x2a,
-  0x30,
-  0x05,
-  0x06,
-  0x03,
-  0x2b,
-  0x65,
-  0x6e,
-  0x03,
-  0x21,
-  0x00,
-);
+const PKCS8_PREFIX = fromHex("302e020100300506032b656e04220420");
+const SPKI_PREFIX = fromHex("302a300506032b656e032100");
 
-/** A UUID as its 16 bytes. */
+/** A volume id as its 16 bytes. */
 export function uuidToBytes(id: string): Uint8Array {
   if (!isUuid(id)) throw new ValidationError(`Volume id ${JSON.stringify(id)} is not a UUID`);
-  const hex = id.replaceAll("-", "");
-  return Uint8Array.from({ length: 16 }, (_, i) => parseInt(hex.slice(2 * i, 2 * i + 2), 16));
-}
-
-/** 16 bytes as a lowercase hyphenated UUID (not checked for version or variant). */
-export function bytesToUuid(b: Uint8Array): string {
-  const h = Array.from(b.subarray(0, 16), (x) => x.toString(16).padStart(2, "0")).join("");
-  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
-}
-
-function join(parts: readonly Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
+  return uuidBytes(id);
 }
 
 /** An X25519 private key object from its 32 raw bytes. */
 export function privateKeyObject(raw: Uint8Array): KeyObject {
   if (raw.length !== KEY_BYTES) throw new ValidationError("An X25519 private key has 32 bytes");
   return createPrivateKey({
-    key: Buffer.from(join([PKCS8_PREFIX, raw])),
+    key: Buffer.from(concatBytes([PKCS8_PREFIX, raw])),
     format: "der",
     type: "pkcs8",
   });
@@ -122,7 +82,7 @@ export function privateKeyObject(raw: Uint8Array): KeyObject {
 export function publicKeyObject(raw: Uint8Array): KeyObject {
   if (raw.length !== KEY_BYTES) throw new ValidationError("An X25519 public key has 32 bytes");
   return createPublicKey({
-    key: Buffer.from(join([SPKI_PREFIX, raw])),
+    key: Buffer.from(concatBytes([SPKI_PREFIX, raw])),
     format: "der",
     type: "spki",
   });
@@ -193,7 +153,7 @@ export function encodeHello(h: Hello): Uint8Array {
   if (h.ephemeral.length !== KEY_BYTES || h.nonce.length !== NONCE_BYTES) {
     throw new ValidationError("A hello carries a 32-byte key and a 32-byte nonce");
   }
-  return join([header(TYPE_HELLO), uuidToBytes(h.volumeId), h.ephemeral, h.nonce]);
+  return concatBytes([header(TYPE_HELLO), uuidToBytes(h.volumeId), h.ephemeral, h.nonce]);
 }
 
 /**
@@ -203,7 +163,7 @@ export function encodeHello(h: Hello): Uint8Array {
 export function decodeHello(b: Uint8Array): Hello {
   checkHeader(b, TYPE_HELLO, HELLO_BYTES, "hello");
   return {
-    volumeId: bytesToUuid(b.subarray(8, 24)),
+    volumeId: uuidFromBytes(b.subarray(8, 24)),
     ephemeral: b.slice(24, 56),
     nonce: b.slice(56, 88),
   };
@@ -214,7 +174,7 @@ export function encodeReply(r: Reply): Uint8Array {
   if (r.ephemeral.length !== KEY_BYTES || r.nonce.length !== NONCE_BYTES) {
     throw new ValidationError("A reply carries a 32-byte key and a 32-byte nonce");
   }
-  return join([header(TYPE_REPLY), r.ephemeral, r.nonce]);
+  return concatBytes([header(TYPE_REPLY), r.ephemeral, r.nonce]);
 }
 
 /**
@@ -287,9 +247,9 @@ export function scheduleInputs(i: ScheduleInput): {
   info: Uint8Array;
 } {
   return {
-    ikm: join(i.dh),
-    salt: join([i.clientNonce, i.serverNonce]),
-    info: join([
+    ikm: concatBytes(i.dh),
+    salt: concatBytes([i.clientNonce, i.serverNonce]),
+    info: concatBytes([
       new TextEncoder().encode(LABEL),
       uuidToBytes(i.volumeId),
       i.clientStatic,

@@ -29,6 +29,7 @@ import {
   verifyLeaseEnd,
   type VolumeHandler,
 } from "../rms/mod.ts";
+import { readJson, saveJson } from "../state.ts";
 
 /** What a provider keeps of each volume it lends. */
 export interface LentVolume {
@@ -98,12 +99,7 @@ export class VolumeProvider implements VolumeHandler {
    */
   static async start(o: VolumeProviderOptions): Promise<VolumeProvider> {
     const vp = new VolumeProvider(o);
-    try {
-      const saved = JSON.parse(await Deno.readTextFile(o.statePath)) as LentVolume[];
-      for (const v of saved) vp.#lent.set(v.id, v);
-    } catch (err) {
-      if (!(err instanceof Deno.errors.NotFound)) throw err;
-    }
+    for (const v of await readJson<LentVolume[]>(o.statePath) ?? []) vp.#lent.set(v.id, v);
     for (const v of vp.#lent.values()) {
       if (vp.#inForce(v)) await o.backend.export(v);
     }
@@ -135,11 +131,7 @@ export class VolumeProvider implements VolumeHandler {
   }
 
   async #save(): Promise<void> {
-    const tmp = `${this.#o.statePath}.tmp`;
-    await Deno.writeTextFile(tmp, JSON.stringify([...this.#lent.values()], null, 2), {
-      mode: 0o600,
-    });
-    await Deno.rename(tmp, this.#o.statePath);
+    await saveJson(this.#o.statePath, [...this.#lent.values()]);
   }
 
   /** Wipes every volume whose lease has ended. */

@@ -14,7 +14,9 @@
 
 import { randomBytes } from "node:crypto";
 import {
+  base64url,
   discardLogger,
+  fromBase64url,
   isUuid,
   type Logger,
   TrueCloudError,
@@ -129,8 +131,7 @@ export function encodeTunnelKey(key: Uint8Array): string {
   if (!(key instanceof Uint8Array) || key.length !== KEY_BYTES) {
     throw new ValidationError("A tunnel key has 32 bytes");
   }
-  return btoa(String.fromCharCode(...key)).replaceAll("+", "-").replaceAll("/", "_")
-    .replace(/=+$/, "");
+  return base64url(key);
 }
 
 /**
@@ -143,8 +144,7 @@ export function decodeTunnelKey(text: string): Uint8Array {
   if (typeof text !== "string" || !/^[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]$/.test(text)) {
     throw new ValidationError("A tunnel key is 43 characters of base64url (32 bytes)");
   }
-  const bin = atob(text.replaceAll("-", "+").replaceAll("_", "/") + "=");
-  return Uint8Array.from(bin, (c) => c.charCodeAt(0));
+  return fromBase64url(text);
 }
 
 /** A fresh X25519 key pair for one side of one volume's tunnel. */
