@@ -1,5 +1,6 @@
 // End to end: a dozen node agents' RMSes on loopback form three overlapping management VPNs through
-// discovery and guest networks; an unfit node is refused with its reason; a full VPN leaves the feed.
+// discovery and guest networks; an unfit node is refused with its reason; a full VPN leaves the feed,
+// and solicits again when a member leaves.
 import assert from "node:assert/strict";
 import { until } from "../protocol/_test_tools.ts";
 import { CapturingLogger, NodeIdentity } from "../protocol/mod.ts";
@@ -185,6 +186,20 @@ Deno.test("RMS: a dozen nodes join three overlapping VPNs through guest networks
         byVpn.get(target)![0].memberships().find((m) => m.vpn === target)!.node.roster().length ===
           8,
       60_000,
+    );
+    // One member leaves: it says so, the others take it off their rosters, and the VPN, below its
+    // size again, solicits members again.
+    const leaver = extra.find((r) => r.memberships().some((m) => m.vpn === target))!;
+    await leaver.leave(target);
+    const founder = byVpn.get(target)![0].memberships().find((m) => m.vpn === target)!.node;
+    await until(
+      "the VPN to solicit again",
+      () =>
+        founder.roster().length === 7 &&
+        d.svc.store.visible().some((rec) =>
+          rec.data.vpn === target && rec.data.state === "soliciting"
+        ),
+      30_000,
     );
   } finally {
     for (const n of nodes) await n.stop();

@@ -21,6 +21,9 @@ import {
 
 /** The longest life of a credential or a revocation, in seconds (7 days). */
 export const MAX_CREDENTIAL_TTL_S = 7 * 24 * 3600;
+/** The life of the credentials members mint (one day): a member that vanishes without a departure
+ * leaves the roster within it, and live members renew theirs past half-life. */
+export const CREDENTIAL_TTL_S = 24 * 3600;
 /** The largest credential, in bytes. */
 export const MAX_CREDENTIAL_BYTES = 4096;
 /** Tolerated clock skew between members, in seconds: a credential is honoured this long past its
@@ -30,6 +33,8 @@ export const CLOCK_TOLERANCE_S = 30;
 export const CREDENTIAL_TYPE = "truecloud-vpn-credential+jwt";
 /** Envelope type of a revocation. */
 export const REVOCATION_TYPE = "truecloud-vpn-revocation+jwt";
+/** Envelope type of a departure. */
+export const DEPARTURE_TYPE = "truecloud-vpn-departure+jwt";
 
 /** The audience of everything addressed to one VPN. */
 export function vpnAudience(vpn: string): string {
@@ -65,6 +70,25 @@ export const revocationDataSchema = z.strictObject({
 });
 /** The data of a revocation. */
 export type RevocationData = z.infer<typeof revocationDataSchema>;
+
+/** The data of a departure: a member says it leaves a VPN. */
+export const departureDataSchema = z.strictObject({
+  v: z.literal(1),
+  vpn: uuidSchema,
+  member: nodeIdSchema,
+});
+
+/** A verified departure. */
+export interface Departure {
+  /** The compact JWS. */
+  jws: string;
+  /** The member that left. */
+  member: string;
+  /** Time of issue, seconds: it voids the member's credentials issued before. */
+  issuedAt: number;
+  /** Expiry, seconds. */
+  expiresAt: number;
+}
 
 /** A verified credential. */
 export interface Credential {
@@ -102,7 +126,7 @@ export interface VpnKeyRef {
  * Mints a member credential, signed with the VPN key.
  * @param vpnKey The VPN key.
  * @param data The credential's data.
- * @param options Lifetime (default and most 7 days) and clock.
+ * @param options Lifetime (default one day, at most 7 days) and clock.
  * @returns The compact JWS.
  */
 export async function mintCredential(
@@ -114,7 +138,7 @@ export async function mintCredential(
   return await signEnvelope(vpnKey, checked, {
     type: CREDENTIAL_TYPE,
     audience: vpnAudience(checked.vpn),
-    ttlSeconds: Math.min(options.ttlSeconds ?? MAX_CREDENTIAL_TTL_S, MAX_CREDENTIAL_TTL_S),
+    ttlSeconds: Math.min(options.ttlSeconds ?? CREDENTIAL_TTL_S, MAX_CREDENTIAL_TTL_S),
     clock: options.clock,
   });
 }
@@ -206,4 +230,56 @@ export async function verifyRevocation(
     throw new SignatureError("Revocation is not this VPN's", { code: "claim_invalid" });
   }
   return { jws: v.jws, data: v.data, issuedAt: v.issuedAt, expiresAt: v.expiresAt };
+}
+
+/**
+ * Signs this member's departure from a VPN, with its own node key.
+ * @param member The member leaving.
+ * @param vpn The VPN's UUID.
+ * @param clock Time source.
+ * @returns The compact JWS.
+ */
+export async function signDeparture(
+  member: NodeIdentity,
+  vpn: string,
+  clock: Clock = systemClock,
+): Promise<string> {
+  return await signEnvelope(member, { v: 1, vpn, member: member.nodeId }, {
+    type: DEPARTURE_TYPE,
+    audience: vpnAudience(vpn),
+    ttlSeconds: MAX_CREDENTIAL_TTL_S,
+    clock,
+  });
+}
+
+/**
+ * Verifies a departure from a VPN: signed by the member that leaves, for this VPN.
+ * @param jws The departure, untrusted.
+ * @param vpn The VPN's UUID.
+ * @param clock Time source.
+ * @returns The verified departure.
+ * @throws {SignatureError} Not signed by the member it names, for another VPN, or expired.
+ * @throws {ValidationError} Malformed.
+ */
+export async function verifyDeparture(
+  jws: string,
+  vpn: string,
+  clock: Clock = systemClock,
+): Promise<Departure> {
+  const v = await verifyEnvelope(jws, {
+    type: DEPARTURE_TYPE,
+    audience: vpnAudience(vpn),
+    schema: departureDataSchema,
+    what: "departure",
+    clock,
+    maxBytes: MAX_CREDENTIAL_BYTES,
+    maxTtlSeconds: MAX_CREDENTIAL_TTL_S,
+    clockToleranceSeconds: CLOCK_TOLERANCE_S,
+  });
+  if (v.issuer !== v.data.member || v.data.vpn !== vpn) {
+    throw new SignatureError("The departure is not its member's own, or not for this VPN", {
+      code: "claim_invalid",
+    });
+  }
+  return { jws: v.jws, member: v.data.member, issuedAt: v.issuedAt, expiresAt: v.expiresAt };
 }

@@ -57,7 +57,7 @@ export async function foundVpn(charter: Charter = defaultCharter()): Promise<Vpn
  * @param vpn The VPN's UUID.
  * @param member The member's node id.
  * @param place Location and network UUIDs (random if not given), where it listens, who admitted it.
- * @param ttlSeconds Lifetime (default 7 days).
+ * @param ttlSeconds Lifetime (default one day).
  */
 export async function vpnCredential(
   secret: VpnSecret,

@@ -30,11 +30,14 @@ import { baseConfig, libp2pKey } from "./_libp2p.ts";
 import {
   CLOCK_TOLERANCE_S,
   type Credential,
+  type Departure,
   mintCredential,
   mintRevocation,
   multiaddrTextSchema,
   type Revocation,
+  signDeparture,
   verifyCredential,
+  verifyDeparture,
   verifyRevocation,
   type VpnKeyRef,
 } from "./credential.ts";
@@ -122,6 +125,8 @@ export class VpnNode {
   readonly #pending = new Map<Connection, number>();
   readonly #roster = new Map<string, Credential>();
   readonly #revoked = new Map<string, Revocation>();
+  // Members that said they left, by member: their credentials issued before are void.
+  readonly #departed = new Map<string, Departure>();
   // Where members say they can be reached now (relay addresses of members behind NAT, say).
   readonly #addrs = new Map<string, string[]>();
   #sweep?: ReturnType<typeof setInterval>;
@@ -579,6 +584,8 @@ export class VpnNode {
       this.#remember(c);
     } else if (msg.t === "revoke" && typeof msg.revocation === "string") {
       await this.#applyRevocation(msg.revocation);
+    } else if (msg.t === "leave" && typeof msg.departure === "string") {
+      await this.#applyDeparture(msg.departure);
     } else {
       throw new Error("unknown message");
     }
@@ -589,9 +596,42 @@ export class VpnNode {
     if (!had || had.expiresAt < c.expiresAt) this.#roster.set(c.data.member, c);
   }
 
+  // Revoked, or issued before its member said it left.
   #isRevoked(c: Credential): boolean {
     const r = this.#revoked.get(c.data.member);
-    return !!r && c.issuedAt <= r.issuedAt;
+    const d = this.#departed.get(c.data.member);
+    return (!!r && c.issuedAt <= r.issuedAt) || (!!d && c.issuedAt <= d.issuedAt);
+  }
+
+  async #applyDeparture(jws: string): Promise<void> {
+    const d = await verifyDeparture(jws, this.vpn, this.#clock);
+    if (d.member === this.nodeId) return; // this node's own, heard back: it is leaving
+    const had = this.#departed.get(d.member);
+    if (had && had.issuedAt >= d.issuedAt) return;
+    this.#departed.set(d.member, d);
+    const c = this.#roster.get(d.member);
+    if (c && this.#isRevoked(c)) {
+      this.#roster.delete(d.member);
+      this.#addrs.delete(d.member);
+      this.#log.info("Member left", { member: d.member });
+    }
+  }
+
+  /**
+   * Says on the members topic that this node leaves the VPN (`docs/protocol/join.md`), so that the
+   * others take it off their rosters at once; the caller stops the node afterwards.
+   */
+  async depart(): Promise<void> {
+    const departure = await signDeparture(this.#identity, this.vpn, this.#clock);
+    // Members just connected may not have told their subscriptions yet: wait for them, briefly.
+    const pubsub = this.libp2p.services.pubsub;
+    for (let i = 0; i < 20 && this.verifiedPeers().length; i++) {
+      if (pubsub.getSubscribers(membersTopic(this.vpn)).length) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    await this.#publish({ t: "leave", departure }).catch(() => {});
+    // Gossip sends at once, but the bytes must leave before the connections close.
+    await new Promise((r) => setTimeout(r, 250));
   }
 
   async #applyRevocation(jws: string): Promise<void> {
@@ -646,6 +686,10 @@ export class VpnNode {
         for (const jws of revocations) {
           if (typeof jws === "string") await this.#applyRevocation(jws).catch(() => {});
         }
+        const departures = Array.isArray(m.departures) ? m.departures.slice(0, 256) : [];
+        for (const jws of departures) {
+          if (typeof jws === "string") await this.#applyDeparture(jws).catch(() => {});
+        }
         break;
       }
     }
@@ -667,7 +711,13 @@ export class VpnNode {
       size += c.jws.length;
     }
     out.push({ t: "roster", credentials: chunk });
-    out.push({ t: "end", revocations: [...this.#revoked.values()].map((r) => r.jws) });
+    out.push({
+      t: "end",
+      revocations: [...this.#revoked.values()].map((r) => r.jws),
+      // The newest 64 (about 26 KiB): older ones have long reached the members that were there.
+      departures: [...this.#departed.values()].sort((a, b) => b.issuedAt - a.issuedAt).slice(0, 64)
+        .map((d) => d.jws),
+    });
     return out.slice(-MAX_ROSTER_MESSAGES);
   }
 
@@ -729,6 +779,7 @@ export class VpnNode {
       if (c.expiresAt <= now && id !== this.nodeId) this.#roster.delete(id);
     }
     for (const [id, r] of this.#revoked) if (r.expiresAt <= now) this.#revoked.delete(id);
+    for (const [id, d] of this.#departed) if (d.expiresAt <= now) this.#departed.delete(id);
   }
 
   // Past half its life, a member's credential is renewed: every member holds the VPN key, so it

@@ -24,22 +24,27 @@ async function member(
   return { identity, credential };
 }
 
+// Three members, all connected, that know each other; `nodes` is where they are kept for stopping.
+async function three(vpn: string, secret: VpnSecret, nodes: VpnNode[]) {
+  for (let i = 0; i < 3; i++) {
+    const m = await member(vpn, secret);
+    nodes.push(await VpnNode.start({ ...m, vpn, secret, sweepMs: 100 }));
+  }
+  const [a, b, c] = nodes;
+  await b.connect(a.addrs[0]);
+  await c.connect(a.addrs[0]);
+  await c.connect(b.addrs[0]);
+  await until("a to verify b and c", () => a.verifiedPeers().length === 2);
+  await until("rosters of three", () => nodes.every((n) => n.roster().length === 3));
+  return [a, b, c];
+}
+
 Deno.test("VpnNode: members show credentials, learn the roster, and keep out forged credentials and revoked members", async () => {
   const vpn = newUuid();
   const secret = await foundVpn();
   const nodes: VpnNode[] = [];
   try {
-    for (let i = 0; i < 3; i++) {
-      const m = await member(vpn, secret);
-      nodes.push(await VpnNode.start({ ...m, vpn, secret, sweepMs: 100 }));
-    }
-    const [a, b, c] = nodes;
-    await b.connect(a.addrs[0]);
-    await c.connect(a.addrs[0]);
-    await c.connect(b.addrs[0]);
-    await until("a to verify b and c", () => a.verifiedPeers().length === 2);
-    // Roster by gossip: b announces itself again; everyone knows all three.
-    await until("rosters of three", () => nodes.every((n) => n.roster().length === 3));
+    const [a, b, c] = await three(vpn, secret, nodes);
 
     // A node with the network key but a credential signed by another key: kept out.
     const forger = await NodeIdentity.generate();
@@ -118,5 +123,42 @@ Deno.test("VpnNode: a peer whose credential expires is disconnected; one without
     assert.equal(a.verifiedPeers().includes(stranger.nodeId), false);
   } finally {
     for (const n of nodes) await n.stop();
+  }
+});
+
+Deno.test("VpnNode: a member that departs leaves every roster, a member that missed it learns it on connecting, and it counts again with a new credential", async () => {
+  const vpn = newUuid();
+  const secret = await foundVpn();
+  const nodes: VpnNode[] = [];
+  try {
+    const [a, b, c] = await three(vpn, secret, nodes);
+    await c.depart();
+    await c.stop();
+    await until("a and b to drop c", () => [a, b].every((n) => n.roster().length === 2));
+
+    // A fourth member that knew c's credential but missed the departure: the roster exchange on its
+    // first connection carries the departure, so it does not bring c back to the others.
+    const m4 = await member(vpn, secret);
+    const d = await VpnNode.start({ ...m4, vpn, secret, sweepMs: 100 });
+    nodes.push(d);
+    await d.learn(c.credential.jws);
+    assert.equal(d.roster().length, 2);
+    await d.connect(a.addrs[0]);
+    const members = () => d.roster().map((x) => x.data.member).sort();
+    const want = [a.nodeId, b.nodeId, d.nodeId].sort().join();
+    await until("d to learn of the departure", () => members().join() === want);
+    await new Promise((r) => setTimeout(r, 300));
+    assert.ok([a, b].every((n) => n.roster().every((x) => x.data.member !== c.nodeId)));
+
+    // c comes back later with a credential minted after its departure: it counts again.
+    await new Promise((r) => setTimeout(r, 1100)); // issued in a later second than the departure
+    const again = await mintCredential(await NodeIdentity.fromJwk(secret.vpnKey), {
+      ...c.credential.data,
+      addrs: [],
+    });
+    await a.learn(again);
+    assert.ok(a.roster().some((x) => x.data.member === c.nodeId));
+  } finally {
+    for (const n of nodes) await n.stop().catch(() => {});
   }
 });

@@ -13,6 +13,7 @@ import {
   jsonStream,
   membersTopic,
   mintRevocation,
+  signDeparture,
   vpnCredential,
   VpnNode,
 } from "../overlay/mod.ts";
@@ -262,16 +263,31 @@ Deno.test("VpnNode: junk, forged and replayed messages on the members topic chan
     by: a.id.nodeId,
   });
   const foreignCredential = await vpnCredential(await foundVpn(), c.vpn, stranger.nodeId);
+  // Departures that are not cc's own: a stranger's key naming cc, and cc's own for another VPN.
+  const [strangerSays, otherVpn] = await Promise.all([
+    signEnvelope(stranger, { v: 1, vpn: c.vpn, member: cc.id.nodeId }, {
+      type: "truecloud-vpn-departure+jwt",
+      audience: `truecloud:vpn:${c.vpn}`,
+      ttlSeconds: 3600,
+    }),
+    signDeparture(cc.id, newUuid()),
+  ]);
   await fc.assert(
     fc.asyncProperty(
       fc.oneof(
         fc.jsonValue({ maxDepth: 2 }),
-        fc.record({ t: fc.constantFrom("member", "revoke", "addrs"), credential: fc.string() }),
+        fc.record({
+          t: fc.constantFrom("member", "revoke", "addrs", "leave"),
+          credential: fc.string(),
+          departure: fc.string(),
+        }),
         fc.constantFrom(
           { t: "revoke", revocation: forgedRevocation }, // not signed with this VPN's key
           { t: "member", credential: foreignCredential }, // another VPN key's credential
           { t: "addrs", member: cc.id.nodeId, addrs: ["/ip4/203.0.113.9/tcp/1"] }, // not its own
           { t: "member", credential: a.node.credential.jws }, // a replay: changes nothing
+          { t: "leave", departure: strangerSays }, // only a member may say it leaves
+          { t: "leave", departure: otherVpn }, // cc leaving another VPN
         ),
       ),
       async (msg) => {

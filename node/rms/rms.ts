@@ -49,6 +49,9 @@ import {
 import { guardianDecider } from "./guardian.ts";
 import { Ledger, type Totals } from "./ledger.ts";
 
+/** How long a node that left a VPN on purpose stays out of it (ms). */
+export const REJOIN_AFTER_LEAVE_MS = 3600_000;
+
 /** Settings of {@linkcode Rms.start}. */
 export interface RmsOptions {
   /** This node. */
@@ -154,6 +157,8 @@ export class Rms {
   readonly #moving = new Set<string>();
   readonly #publisher: RecordPublisher;
   readonly #tried = new Map<string, number>(); // record key -> when it last failed (ms)
+  // VPNs this node left on purpose, with when it may join them again (ms): not at the next pass.
+  readonly #left = new Map<string, number>();
   #timer?: ReturnType<typeof setInterval>;
   #filling?: Promise<void>;
   #stopped = false;
@@ -400,13 +405,19 @@ export class Rms {
   }
 
   /**
-   * Leaves a VPN: withdraws this node's record, stops its guest network and its member.
+   * Leaves a VPN: says so to its members (who take this node off their rosters), withdraws this
+   * node's record, stops its guest network and its member, and does not join that VPN again for an
+   * hour. A stopping node leaves every VPN: agents do not keep memberships across restarts.
    * @param vpn The VPN's UUID.
    */
   async leave(vpn: string): Promise<void> {
     const m = this.#vpns.get(vpn);
     if (!m) throw new TrueCloudError(`Not in VPN ${vpn}`, { code: "not_found", status: 404 });
     this.#vpns.delete(vpn);
+    this.#left.set(vpn, Date.now() + REJOIN_AFTER_LEAVE_MS);
+    await m.node.depart().catch((err) =>
+      this.#log.warn("Could not announce the departure", { vpn, err: String(err) })
+    );
     this.broadcaster.detach(vpn);
     this.cdn.detach(vpn);
     clearInterval(m.timer);
@@ -464,6 +475,7 @@ export class Rms {
     const now = Date.now();
     const candidates = records
       .filter((r) => !this.#holds(r.data.vpn) && r.guardian !== this.nodeId)
+      .filter((r) => (this.#left.get(r.data.vpn) ?? 0) < now)
       .filter((r) => now - (this.#tried.get(`${r.data.vpn}/${r.guardian}`) ?? 0) > 30_000)
       .sort(() => Math.random() - 0.5);
     for (const r of candidates) {
