@@ -31,6 +31,29 @@ export async function* dagBlocks(
 }
 
 /**
+ * One block of an object's DAG, reached from the root by a random link at each level (a leaf, unless
+ * a node has no links), reading only the blocks on the way.
+ * @param store Where its blocks are.
+ * @param root The object's CID.
+ * @param random Uniform in [0, 1).
+ */
+export async function randomBlock(
+  store: BlockSource,
+  root: CID,
+  random: () => number = Math.random,
+): Promise<{ cid: CID; bytes: Uint8Array }> {
+  let cid = root;
+  for (let depth = 0;; depth++) {
+    const bytes = await store.getBlock(cid);
+    if (cid.code !== dagPb.code || depth >= 16) return { cid, bytes };
+    const links = dagPb.decode(bytes).Links;
+    if (!links.length) return { cid, bytes };
+    const link = links[Math.floor(random() * links.length)];
+    cid = CID.asCID(link.Hash) ?? CID.decode(link.Hash.bytes);
+  }
+}
+
+/**
  * Writes an object as a CAR archive.
  * @param store Where its blocks are.
  * @param root The object's CID.

@@ -42,6 +42,8 @@ export interface NodeReport {
   vpns: ReturnType<Rms["status"]>;
   entitlement: ReturnType<Rms["entitlement"]>;
   broadcast: ReturnType<Rms["broadcaster"]["stats"]>;
+  /** What this node's audits found of the providers it checked. */
+  audits: ReturnType<Rms["ledger"]["audits"]>;
   /** The agent process's memory (every node of a local cloud shares one process). */
   memory: Deno.MemoryUsage;
 }
@@ -55,6 +57,7 @@ function report(name: string, rms: Rms): NodeReport {
     vpns: rms.status(),
     entitlement: rms.entitlement(),
     broadcast: rms.broadcaster.stats(),
+    audits: rms.ledger.audits(),
     memory: Deno.memoryUsage(),
   };
 }

@@ -1,7 +1,7 @@
 /**
  * `deno task node`: the node agents' own CLI, speaking to the running cloud's control API.
  *
- *   deno task node status|vpns|entitlement [--node NAME|ID] [--json] [--home DIR]
+ *   deno task node status|vpns|entitlement|audits [--node NAME|ID] [--json] [--home DIR]
  *   deno task node join --node NAME|ID
  *   deno task node leave VPN --node NAME|ID
  *
@@ -20,6 +20,7 @@ Commands:
   status                one line per node: VPNs, peers, storage entitlement used
   vpns                  the management VPNs of each node
   entitlement           contribution, entitlement, use and what each node gives
+  audits                what each node's audits found of the providers holding its data
   join                  make a node join VPNs until it holds as many as it may (needs --node)
   leave VPN             make a node leave a VPN (needs --node)
   stop                  stop a node agent for good: it leaves its VPNs (needs --node)
@@ -147,6 +148,23 @@ function printVpns(nodes: NodeReport[]): void {
   }
 }
 
+function printAudits(nodes: NodeReport[]): void {
+  const when = (s: number) => new Date(s * 1000).toISOString().slice(0, 19) + "Z";
+  for (const n of nodes) {
+    console.log(`${n.name} ${n.id}: ${n.audits.length} provider(s) audited`);
+    for (const a of n.audits.sort((x, y) => y.failures - x.failures)) {
+      console.log(
+        `  ${a.provider}  passed ${a.passes}, failed ${a.failures}; last ${a.last.kind} ${
+          a.last.ok ? "passed" : "FAILED"
+        } ${when(a.last.at)}`,
+      );
+      if (a.lastFailure) {
+        console.log(`    last failure ${when(a.lastFailure.at)}: ${a.lastFailure.detail}`);
+      }
+    }
+  }
+}
+
 function printEntitlement(nodes: NodeReport[]): void {
   for (const n of nodes) {
     const { contribution: c, entitlement: e, use, given, held } = n.entitlement;
@@ -252,7 +270,8 @@ async function main(args: string[]): Promise<number> {
     switch (command) {
       case "status":
       case "vpns":
-      case "entitlement": {
+      case "entitlement":
+      case "audits": {
         if (rest.length) throw new CliError(`${command} takes no arguments`);
         result = await call(home, "GET", node ? `/nodes/${node}` : "/nodes");
         nodes = node ? [result as unknown as NodeReport] : result.nodes as NodeReport[];
@@ -434,6 +453,7 @@ async function main(args: string[]): Promise<number> {
     if (values.json) console.log(JSON.stringify(result, null, 2));
     else if (["vpns", "join", "leave", "revoke"].includes(command)) printVpns(nodes);
     else if (command === "entitlement") printEntitlement(nodes);
+    else if (command === "audits") printAudits(nodes);
     else printStatus(nodes);
     return 0;
   } catch (err) {

@@ -1,7 +1,7 @@
 // End to end: the CDN between node agents. Two VPNs linked by one node; a member publishes, the
 // manifest crosses into the other VPN, the holders placement picks pull the object, a late joiner
-// learns the catalogue by sync, a forged manifest is taken by nobody, and when a holder stops the
-// next one by placement pulls the object.
+// learns the catalogue by sync, a forged manifest is taken by nobody, when a holder stops the next
+// one by placement pulls the object, and holders audit each other.
 import assert from "node:assert/strict";
 import { until } from "../protocol/_test_tools.ts";
 import { BlockStore, type CID, dagBlocks, holders, signPublish } from "../cdn/mod.ts";
@@ -40,6 +40,7 @@ Deno.test("CDN between agents: manifests cross VPNs, holders pull, a late joiner
       maxVpns,
       cdnStore: store,
       cdnRepairMs: 300,
+      cdnAudit: { everyMs: 3_600_000, graceMs: 0 }, // audits run by hand below
       contribution: { diskBytes: 10 * GiB, diskPath: Deno.cwd() },
     });
     nodes.push(rms);
@@ -174,6 +175,43 @@ Deno.test("CDN between agents: manifests cross VPNs, holders pull, a late joiner
       `the next holder ${next} has it (had it before: ${hadIt})`,
     );
     assert.deepEqual(await collect(n5.readCdn(pub.cid)), big);
+
+    // Audits: holders of the object that share a VPN challenge each other and pass; then one loses
+    // its copy, and the other's challenges find it out.
+    const placedOn = holders(key, rest.map((n) => n.nodeId), 3).map((id) =>
+      rest.find((n) => n.nodeId === id)!
+    );
+    const [auditor, victim] = placedOn.flatMap((x) =>
+      placedOn.filter((y) =>
+        y !== x && vpnOf(y).some((v) => vpnOf(x).includes(v))
+      ).map((y) => [x, y])
+    )[0];
+    const auditsOf = async (want: (r: { provider: string; ok: boolean }) => boolean) => {
+      for (let i = 0; i < 200; i++) {
+        const r = await auditor.cdn.audit();
+        if (r && want(r)) {
+          return r;
+        }
+      }
+      assert.fail("no such audit in 200 tries");
+    };
+    const passed = await auditsOf((r) =>
+      r.provider === victim.nodeId
+    );
+    assert.equal(passed.ok, true, JSON.stringify(passed));
+    assert.equal(auditor.ledger.distrusts(victim.nodeId, Math.floor(Date.now() / 1000)), false);
+    const lost: CID[] = [];
+    for await (const blk of dagBlocks(stores.get(victim.nodeId)!, pub.cid)) lost.push(blk.cid);
+    for (const cid of lost) await stores.get(victim.nodeId)!.delete(cid).catch(() => {}); // repeats
+    const failed = await auditsOf((r) => r.provider === victim.nodeId && !r.ok);
+    assert.match(JSON.stringify(failed), /missing/);
+    assert.ok(auditor.ledger.distrusts(victim.nodeId, Math.floor(Date.now() / 1000)));
+    const record = auditor.ledger.audits().find((r) => r.provider === victim.nodeId)!;
+    assert.ok(record.passes >= 1 && record.failures >= 1, JSON.stringify(record));
+    assert.ok(
+      auditor.ledger.audits().every((r) => r.provider === victim.nodeId || r.failures === 0),
+      "nobody else failed",
+    );
   } finally {
     for (const n of nodes) await n.stop().catch(() => {});
     await d.svc.close();

@@ -168,6 +168,29 @@ Deno.test("CFS: eight leased volumes, catch-up within grace, three losses twice,
     assert.equal(cfs.status().scrub?.repaired, 0, "nothing is left to repair");
     await checkAll("after the scrub");
 
+    // Audits: a spot check of every volume passes; then the victim's disk rots everywhere the
+    // files are, and the next spot checks catch it, rewrite what they read, and the consumer
+    // stops trusting it.
+    const audits = await cfs.audit();
+    assert.equal(audits.length, 8, JSON.stringify(audits));
+    assert.ok(audits.every((a) => a.ok && a.kind === "volume"), JSON.stringify(audits));
+    assert.ok(cfs.status().volumes.every((v) => (v.audits?.passes ?? 0) >= 1));
+    const rotAll = await Deno.open(`${victim.dir}/volumes/${dataFile.name}`, { write: true });
+    for (let block = 0; block < 64; block++) {
+      await rotAll.seek(block * bs + 5, Deno.SeekMode.Start);
+      await rotAll.write(crypto.getRandomValues(new Uint8Array(16)));
+    }
+    rotAll.close();
+    const now = () => Math.floor(Date.now() / 1000);
+    for (let i = 0; i < 10 && !consumer.ledger.distrusts(victim.rms.nodeId, now()); i++) {
+      const found = await cfs.audit();
+      assert.ok(found.every((a) => a.ok || a.provider === victim.rms.nodeId));
+    }
+    assert.ok(consumer.ledger.distrusts(victim.rms.nodeId, now()), "the rot is found");
+    assert.match(cfs.status().volumes[victimSlot].audits?.lastFailure ?? "", /shards wrong/);
+    await cfs.scrub();
+    await checkAll("after the audits");
+
     const slotOf = (p: Provider) =>
       cfs!.status().volumes.findIndex((v) => v.provider === p.rms.nodeId);
     const used = providers.filter((p) => slotOf(p) >= 0);

@@ -410,6 +410,13 @@ Deno.test("deno task start runs the local cloud; its feed and its release verify
       args: ["-s", "-o", "/dev/null", "-w", "%{http_code}", "-H", "Host: evil.example", `${ui}`],
     }).output();
     assert.equal(new TextDecoder().decode(rebound.stdout), "421", "another Host is refused");
+    // What node-1's audits found of the providers: nobody failed one (an honest cloud).
+    const audited = await runTask("node", ["audits", "--node", "node-1", "--home", home], {
+      cwd: root,
+    });
+    assert.equal(audited.code, 0, audited.stderr);
+    assert.match(audited.stdout, /^node-1 \S+: \d+ provider\(s\) audited$/m);
+    assert.doesNotMatch(audited.stdout, /FAILED|failed [1-9]/, audited.stdout);
 
     const health = await fetch(`${gateway}/healthz`, { client });
     assert.equal(health.status, 200);

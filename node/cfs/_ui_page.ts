@@ -301,6 +301,15 @@ function renderVolumes(volumes) {
       title: "read " + e.read + ", write " + e.write + ", checksum " + e.checksum,
     }));
     tr.append(make("td", String(v.behindStripes), { class: "num" }));
+    const a = v.audits;
+    tr.append(make("td", a ? a.passes + " / " + a.failures : "\u2014", {
+      class: "num",
+      "data-testid": "volume-audits",
+      title: a
+        ? "passed " + a.passes + ", failed " + a.failures + "; last " + fmtDate(a.lastAt * 1000) +
+          (a.lastFailure ? "; last failure " + a.lastFailure : "")
+        : "not audited yet",
+    }));
     return tr;
   });
   ui.volumes.replaceChildren(...rows);
@@ -605,6 +614,7 @@ export function renderPage(actions: { scrub: boolean }): string {
           <th scope="col" class="num">Size</th><th scope="col">Lease ends</th>
           <th scope="col" class="num"><abbr title="read / write / checksum">Errors</abbr></th>
           <th scope="col" class="num"><abbr title="Stripes to catch up">Behind</abbr></th>
+          <th scope="col" class="num"><abbr title="Audits of the provider: passed / failed">Audits</abbr></th>
         </tr></thead>
         <tbody data-testid="volume-rows"></tbody>
       </table>

@@ -20,6 +20,7 @@ import {
 } from "../../protocol/mod.ts";
 import type { BlockDevice } from "../drivers/mod.ts";
 import {
+  type AuditResult,
   type Broadcaster,
   type Ledger,
   type LedgerEntry,
@@ -110,6 +111,8 @@ export interface CfsOptions {
   tickMs?: number;
   /** How long to gather offers, ms (default 3 s). */
   offerWaitMs?: number;
+  /** Time between audits of the providers, ms (default a minute; 0: none). */
+  auditMs?: number;
   clock?: Clock;
   log?: Logger;
 }
@@ -132,6 +135,8 @@ export class CloudFileSystem {
   #pool!: Pool;
   #files!: FileStore;
   #timer?: ReturnType<typeof setInterval>;
+  #auditTimer?: ReturnType<typeof setInterval>;
+  #auditing?: Promise<AuditResult[]>;
   #ticking = false;
   #stopped = false;
   #scrub?: CfsStatus["scrub"];
@@ -155,6 +160,12 @@ export class CloudFileSystem {
     if (saved) await cfs.#resume(saved);
     else await cfs.#build();
     cfs.#timer = setInterval(() => void cfs.#tick(), o.tickMs ?? 1000);
+    const auditMs = o.auditMs ?? 60_000;
+    if (auditMs > 0) {
+      cfs.#auditTimer = setInterval(() => {
+        cfs.audit().catch((err) => cfs.#log.warn("Audit failed", { err: String(err) }));
+      }, auditMs);
+    }
     return cfs;
   }
 
@@ -464,6 +475,42 @@ export class CloudFileSystem {
     this.#event("info", `Lease of volume ${slot} renewed until ${iso(next.until)}`, slot);
   }
 
+  /**
+   * Audits the providers (`docs/protocol/volumes.md` § 10): a spot check of four random stripes in
+   * use on every online volume; each provider's result goes to the ledger's audit record.
+   * @returns What each provider answered (none for a volume with no written stripe sampled).
+   */
+  audit(): Promise<AuditResult[]> {
+    this.#auditing ??= this.#auditOnce().finally(() => (this.#auditing = undefined));
+    return this.#auditing;
+  }
+
+  async #auditOnce(): Promise<AuditResult[]> {
+    if (this.#stopped) return [];
+    const checks = await this.#pool.audit(4);
+    const at = Math.floor(this.#clock.now() / 1000);
+    const results: AuditResult[] = [];
+    for (const c of checks) {
+      const live = this.#slots[c.slot];
+      if (!live || c.checked === 0) continue;
+      const provider = live.state.placement.provider;
+      const ok = c.wrong === 0;
+      const r: AuditResult = {
+        provider,
+        kind: "volume",
+        ok,
+        at,
+        detail: ok
+          ? `volume ${c.slot}: ${c.checked} sampled stripes verified`
+          : `volume ${c.slot}: ${c.wrong} of ${c.checked} sampled shards wrong (rewritten)`,
+      };
+      await this.#o.ledger.audited(r);
+      if (!ok) this.#event("warn", `Provider ${provider} failed an audit: ${r.detail}`, c.slot);
+      results.push(r);
+    }
+    return results;
+  }
+
   /** Checks every stripe and repairs what is wrong. */
   async scrub(): Promise<void> {
     if (this.#scrub && !this.#scrub.finished) return;
@@ -485,9 +532,11 @@ export class CloudFileSystem {
   /** What the UI shows. */
   status(): CfsStatus {
     const p = this.#pool.status();
+    const audits = new Map(this.#o.ledger.audits().map((a) => [a.provider, a]));
     const volumes: VolumeStatus[] = this.#slots.map((live, slot) => {
       const m = p.members[slot];
       const lease = live && this.#o.ledger.get(live.state.leaseId);
+      const audit = live && audits.get(live.state.placement.provider);
       return {
         slot,
         role: slot < POOL_DATA ? "data" : "parity",
@@ -501,6 +550,15 @@ export class CloudFileSystem {
         lease: lease ? { id: lease.id, until: lease.until } : undefined,
         errors: m.errors,
         behindStripes: m.behindStripes,
+        audits: audit
+          ? {
+            passes: audit.passes,
+            failures: audit.failures,
+            lastAt: audit.last.at,
+            lastFailure: audit.lastFailure &&
+              `${iso(audit.lastFailure.at)}: ${audit.lastFailure.detail}`,
+          }
+          : undefined,
       };
     });
     const usage = this.#files.usage();
@@ -533,6 +591,8 @@ export class CloudFileSystem {
     if (this.#stopped) return;
     this.#stopped = true;
     clearInterval(this.#timer);
+    clearInterval(this.#auditTimer);
+    await this.#auditing?.catch(() => {});
     await this.#files?.close().catch(() => {});
     await this.#pool?.close().catch(() => {});
     for (const s of this.#slots) await s?.device?.close().catch(() => {});

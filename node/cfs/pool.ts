@@ -187,6 +187,17 @@ interface LoadReport {
   written: number;
   checksumErrors: number;
   repaired: number;
+  /** Per slot, written stripes read from it, and its shards among them that were wrong. */
+  bySlot: { read: number; wrong: number }[];
+}
+
+/** What a spot check found of one member (`docs/protocol/pool.md`, "Spot checks"). */
+export interface SpotCheck {
+  slot: number;
+  /** Sampled stripes, written (generation above 0), that it answered. */
+  checked: number;
+  /** Of its shards among them, those that failed verification or did not match (now rewritten). */
+  wrong: number;
 }
 
 /** The slot being rebuilt, or what a read needs. */
@@ -517,6 +528,48 @@ export class Pool implements ByteStore {
     scrub.done.finally(() => scrub.running = false).catch(() => {});
     this.#scrub = scrub;
     return scrub.done;
+  }
+
+  /**
+   * A spot check (`docs/protocol/pool.md`, "Spot checks"): `samples` random stripes in use, each read
+   * from every online member, verified and repaired as a scrub does.
+   * @param samples How many stripes.
+   * @returns Per online member: the written stripes it answered, and its wrong shards among them.
+   */
+  audit(samples = 4): Promise<SpotCheck[]> {
+    return this.#op(() => this.#audit(samples));
+  }
+
+  async #audit(samples: number): Promise<SpotCheck[]> {
+    const runs = this.#inUse ? this.#inUseRuns() : [[0, this.stripes] as [number, number]];
+    const total = runs.reduce((n, [, count]) => n + count, 0);
+    const found = Array.from({ length: N }, () => ({ read: 0, wrong: 0 }));
+    for (let i = 0; i < samples && total > 0 && !this.#closed; i++) {
+      let pick = Math.floor(Math.random() * total), stripe = 0;
+      for (const [first, count] of runs) {
+        if (pick < count) {
+          stripe = first + pick;
+          break;
+        }
+        pick -= count;
+      }
+      const release = await this.#locks.lock(stripe, stripe + 1);
+      try {
+        const report = await this.#load(stripe, 1, "scrub", () => {});
+        if (report.lost.length > 0) this.#lost(report.lost, "a spot check");
+        report.bySlot.forEach((s, slot) => {
+          found[slot].read += s.read;
+          found[slot].wrong += s.wrong;
+        });
+      } finally {
+        release();
+      }
+    }
+    return found.flatMap((f, slot) =>
+      this.#members[slot].state === "online" || f.read > 0
+        ? [{ slot, checked: f.read, wrong: f.wrong }]
+        : []
+    );
   }
 
   /** The scrub running, or the last one. */
@@ -882,7 +935,13 @@ export class Pool implements ByteStore {
       await readSome(readers.slice(phase1.length), first + needFrom, needTo - needFrom + 1);
     }
 
-    const report: LoadReport = { lost: [], written: 0, checksumErrors: 0, repaired: 0 };
+    const report: LoadReport = {
+      lost: [],
+      written: 0,
+      checksumErrors: 0,
+      repaired: 0,
+      bySlot: Array.from({ length: N }, () => ({ read: 0, wrong: 0 })),
+    };
     const repairs: { slot: number; stripe: number; data?: Uint8Array; tag?: Uint8Array }[] = [];
     const present = new Array<boolean>(N);
     const shards = new Array<Uint8Array>(N);
@@ -908,6 +967,9 @@ export class Pool implements ByteStore {
         continue;
       }
       report.written++;
+      for (let slot = 0; slot < N; slot++) {
+        if (gens[i * N + slot] !== NOT_READ) report.bySlot[slot].read++;
+      }
       let rebuild = mode === "scrub" || wrong.length > 0 || (target >= 0 && !present[target]);
       for (let j = 0; j < K && !rebuild; j++) rebuild = !present[j];
       if (!rebuild) {
@@ -940,6 +1002,7 @@ export class Pool implements ByteStore {
         if (!equalBytes(views[slot], r.data.subarray(at, at + bs))) wrong.push(slot);
       }
       use(stripe, generation, views);
+      for (const slot of wrong) report.bySlot[slot].wrong++;
       for (const slot of wrong) {
         const data = views[slot].slice();
         const tag = new Uint8Array(TAG_BYTES);
@@ -975,10 +1038,11 @@ export class Pool implements ByteStore {
       this.#failed(slot, epoch, e, "read");
       const m = this.#members[slot];
       const local = e instanceof DeviceError && e.code === "device_failed";
-      if (!local || count === 1 || m.epoch !== epoch || m.state !== "online") return undefined;
+      if (!local || m.epoch !== epoch || m.state !== "online") return undefined;
       // One bad block (disk rot the provider reports) fails a whole read: read block by block,
       // and mark the ones that fail as bad shards, so that they are rebuilt and rewritten.
-      return await this.#readBlocks(slot, epoch, first, count);
+      if (count > 1) return await this.#readBlocks(slot, epoch, first, count);
+      return { data: new Uint8Array(this.blockSize), tags: new Uint8Array(TAG_BYTES).fill(0xff) };
     }
   }
 
@@ -997,7 +1061,7 @@ export class Pool implements ByteStore {
           this.#failed(slot, epoch, e, "read");
           return undefined;
         }
-        // A tag no writer makes: the shard fails verification.
+        // A tag no writer makes: the shard fails verification (as in #readMember).
         tags.fill(0xff, i * TAG_BYTES, (i + 1) * TAG_BYTES);
       }
     }

@@ -831,3 +831,39 @@ Deno.test("Pool.replace() with a use map rebuilds only the stripes in use", asyn
   await reopened.close();
   await pool.close();
 });
+
+Deno.test("Pool.audit() spot-checks stripes in use on every member, names the wrong ones and repairs them", async () => {
+  const devices = makeDevices(16);
+  const pool = await Pool.create(options(devices));
+  const model = bytes(2 * SB, 9);
+  await pool.write(3 * SB, model); // stripes 3 and 4
+  pool.useMap(() => [[3 * SB, 2 * SB]]);
+  // A provider that lost a shard (rot), and one that returns an old shard under its old tag.
+  const rotten = await devices[2].inner.read(3, 1);
+  rotten.data[17] ^= 0x40;
+  await devices[2].inner.write(3, rotten.data, rotten.tags);
+  const before = await devices[6].inner.read(4, 1);
+  await pool.write(4 * SB, model.subarray(SB)); // stripe 4 again: a newer generation
+  await devices[6].inner.write(4, before.data, before.tags);
+
+  // Enough samples to draw both stripes (each is missed by 20 draws with odds of 2^-20).
+  const found = await pool.audit(20);
+  assert.equal(found.length, 8);
+  const by = new Map(found.map((f) => [f.slot, f]));
+  assert.ok(found.every((f) => f.checked === 20), JSON.stringify(found));
+  assert.ok(by.get(2)!.wrong >= 1 && by.get(6)!.wrong >= 1, JSON.stringify(found));
+  assert.ok(found.every((f) => f.slot === 2 || f.slot === 6 || f.wrong === 0));
+  await assertHolds(devices[2], new Uint8Array([...new Uint8Array(3 * SB), ...model]), 2, 3);
+  await assertHolds(devices[6], new Uint8Array([...new Uint8Array(3 * SB), ...model]), 6, 4);
+  // Repaired: the next spot check finds nothing, and it never looks outside the stripes in use.
+  const reads = devices.map((d) => d.written.length);
+  assert.ok((await pool.audit(10)).every((f) => f.checked === 10 && f.wrong === 0));
+  assert.deepEqual(devices.map((d) => d.written.length), reads);
+  // A member away is not checked; a pool with nothing in use checks nothing.
+  pool.setAway(5, "gone");
+  assert.deepEqual((await pool.audit(2)).map((f) => f.slot), [0, 1, 2, 3, 4, 6, 7]);
+  pool.useMap(() => []);
+  assert.ok((await pool.audit(4)).every((f) => f.checked === 0));
+  await pool.close();
+  await assert.rejects(pool.audit(), /closed/);
+});

@@ -38,6 +38,8 @@ export interface VolumeStatus {
   errors: { read: number; write: number; checksum: number };
   /** Stripes written while it was away, to catch up when it is back. */
   behindStripes: number;
+  /** This node's audits of the provider (of its volume and anything else it holds for this node). */
+  audits?: { passes: number; failures: number; lastAt: number; lastFailure?: string };
 }
 
 /** A resilver under way or just finished. */

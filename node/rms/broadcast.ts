@@ -696,6 +696,12 @@ export class Broadcaster {
     if (requester === this.#o.identity.nodeId) {
       const p = this.#pending.get(v.data.request);
       if (!p) throw new TrueCloudError("No such open request", { code: "unknown_request" });
+      if (this.#o.ledger.distrusts(v.issuer, this.#now)) {
+        this.#log.info("Offer refused: its provider failed an audit", { provider: v.issuer });
+        throw new TrueCloudError("This node failed an audit of the requester's in the last day", {
+          code: "distrusted",
+        });
+      }
       this.#toward.set(v.issuer, { vpn: node.vpn, peer: from, until: this.#now + 600 });
       if (p.offers.some((o) => o.provider === v.issuer)) return { ok: true };
       p.offers.push({

@@ -143,6 +143,24 @@ Deno.test("Broadcaster: malformed, forged and replayed requests on the topic are
   await until("b to ignore the replay", () => b.b.stats().duplicates > before.duplicates);
   await new Promise((r) => setTimeout(r, 200));
   assert.equal(b.b.stats().offers, before.offers + 1, "one offer for one request");
+
+  // A provider that failed one of a's audits: its offers are refused, the other's taken.
+  const now = Math.floor(Date.now() / 1000);
+  await a.ledger.audited({
+    provider: cc.id.nodeId,
+    kind: "cdn",
+    ok: false,
+    at: now,
+    detail: "wrong proof",
+  });
+  const trusted = await a.b.request({
+    kind: "storage",
+    bytes: GiB,
+    leaseSeconds: 3600,
+    count: 5,
+    waitMs: 1500,
+  });
+  assert.deepEqual(trusted.map((o) => o.provider), [b.id.nodeId]);
 });
 
 Deno.test("Broadcaster: hostile offers and grants on the stream get a refusal code and change no ledger", async () => {

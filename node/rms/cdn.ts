@@ -34,10 +34,12 @@ function matches(cid: CID, block: Uint8Array): boolean {
     got.every((b, i) => b === want[i]);
 }
 
-/** What an audit found. */
-export interface AuditResult {
+/** What a challenge found. */
+export interface ChallengeResult {
   /** Whether the holder proved it holds the block. */
   holds: boolean;
+  /** Whether it said it does not have the block (rather than answer with a wrong proof). */
+  missing: boolean;
   /** How long it took to answer, in milliseconds. */
   ms: number;
 }
@@ -235,7 +237,7 @@ export class CdnExchange {
    * @param cid The block.
    * @param block The block's bytes, as the auditor has them (checked against the CID).
    */
-  async audit(node: VpnNode, peer: string, cid: CID, block: Uint8Array): Promise<AuditResult> {
+  async audit(node: VpnNode, peer: string, cid: CID, block: Uint8Array): Promise<ChallengeResult> {
     if (!matches(cid, block)) {
       throw new TrueCloudError("The auditor's copy does not match the CID", { code: "invalid" });
     }
@@ -247,7 +249,11 @@ export class CdnExchange {
       await s.write({ t: "challenge", cid: cid.toString(), nonce: toHex(nonce) });
       const a = await s.read();
       const want = toHex(sha256(nonce, block));
-      return { holds: a.t === "proof" && a.sha256 === want, ms: performance.now() - t0 };
+      return {
+        holds: a.t === "proof" && a.sha256 === want,
+        missing: a.t === "missing",
+        ms: performance.now() - t0,
+      };
     } finally {
       await stream.close().catch(() => {});
     }

@@ -20,8 +20,10 @@ import {
   type CID,
   dagBlocks,
   holders,
+  parseCid,
   type PublishData,
   type PublishedObject,
+  randomBlock,
   readContent,
   signPublish,
   StoreSet,
@@ -40,6 +42,7 @@ import {
 } from "../../protocol/mod.ts";
 import type { VpnNode } from "../overlay/mod.ts";
 import { CdnExchange, MAX_RELAY } from "./cdn.ts";
+import type { AuditResult } from "./ledger.ts";
 
 /** The gossipsub topic of a VPN's publish manifests. */
 export function cdnTopic(vpn: string): string {
@@ -68,6 +71,15 @@ export interface CdnNodeOptions {
   syncMs?: number;
   /** Time between scrubs of the store, in milliseconds (default 10 minutes). */
   scrubMs?: number;
+  /** Time between audits of other holders, in milliseconds (default a minute). */
+  auditMs?: number;
+  /**
+   * How long the live holders must stay the same before a holder that says it lacks a block placed
+   * on it fails an audit, in milliseconds (default 10 minutes: it may still be pulling it).
+   */
+  auditGraceMs?: number;
+  /** Where audit results go (the ledger). */
+  onAudit?: (r: AuditResult) => Promise<void>;
   /** Time source. */
   clock?: Clock;
   /** Logger. */
@@ -110,6 +122,9 @@ export class CdnNode {
   #syncing?: Promise<void>;
   #soon?: ReturnType<typeof setTimeout>;
   #repairingSince?: number;
+  // The live holders as last seen by an audit, and since when (ms).
+  #liveKey = "";
+  #liveSince = 0;
 
   /** @param o Settings. */
   constructor(o: CdnNodeOptions) {
@@ -147,6 +162,7 @@ export class CdnNode {
     every(() => this.#syncOne(), this.#o.syncMs ?? 300_000);
     every(() => this.repair(), this.#o.repairMs ?? 10_000);
     every(() => this.#scrub(), this.#o.scrubMs ?? 600_000);
+    every(() => this.audit(), this.#o.auditMs ?? 60_000);
     every(() => this.#announce(), (HOLDER_TTL_S * 1000) / 3);
   }
 
@@ -473,6 +489,48 @@ export class CdnNode {
     };
     for await (const _ of dagBlocks(source, cid)) { /* each block here and intact */ }
     return fetched;
+  }
+
+  /**
+   * One audit (`docs/protocol/entitlement.md`, "Audits"): a random block of an object this node
+   * holds whole, challenged at another node that placement gives the object to.
+   * @returns What it found; undefined when there was nothing to audit, the holder could not be
+   * reached, or it lacks the block while the holders are still settling.
+   */
+  async audit(): Promise<AuditResult | undefined> {
+    const store = this.#o.store;
+    if (!store || this.#stopped || !this.#viewComplete()) return undefined;
+    const live = this.liveHolders();
+    const now = this.#clock.now();
+    const key = [...live].sort().join();
+    if (key !== this.#liveKey) [this.#liveKey, this.#liveSince] = [key, now];
+    const shuffled = <T>(a: T[]) => a.sort(() => Math.random() - 0.5);
+    for (const object of shuffled([...this.#whole])) {
+      const others = holders(object, live, this.#o.k ?? 3).filter((h) => h !== this.nodeId);
+      for (const peer of shuffled(others)) {
+        const node = [...this.#vpns.values()].find((n) =>
+          n.roster().some((c) => c.data.member === peer)
+        );
+        if (!node) continue;
+        const { cid, bytes } = await randomBlock(store, parseCid(object));
+        const r = await this.exchange.audit(node, peer, cid, bytes).catch(() => undefined);
+        if (!r) return undefined; // out of reach: liveness is the holder statements' business
+        const settled = now - this.#liveSince >= (this.#o.auditGraceMs ?? 600_000);
+        if (r.missing && !settled) return undefined;
+        const what = `block ${cid} of ${object}`;
+        const result: AuditResult = {
+          provider: peer,
+          kind: "cdn",
+          ok: r.holds,
+          at: Math.floor(now / 1000),
+          detail: r.holds ? what : `${what}: ${r.missing ? "missing" : "wrong proof"}`,
+        };
+        if (!r.holds) this.#log.warn("A holder failed an audit", { ...result });
+        await this.#o.onAudit?.(result);
+        return result;
+      }
+    }
+    return undefined;
   }
 
   async #scrub(): Promise<void> {

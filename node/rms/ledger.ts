@@ -261,11 +261,38 @@ export interface Totals {
   memoryBytes: number;
 }
 
-/** The ledger of one node. */
+/** How long a provider that failed an audit is not trusted, in seconds (a day). */
+export const DISTRUST_S = 24 * 3600;
+
+/** One audit of a provider by this node (`docs/protocol/entitlement.md`, "Audits"). */
+export interface AuditResult {
+  provider: string;
+  /** What was checked: a CDN block, or shards of a volume. */
+  kind: "cdn" | "volume";
+  ok: boolean;
+  /** When, seconds. */
+  at: number;
+  /** What was checked, and what went wrong. */
+  detail: string;
+}
+
+/** What this node's audits found of one provider. */
+export interface AuditRecord {
+  provider: string;
+  passes: number;
+  failures: number;
+  /** The last audit. */
+  last: AuditResult;
+  /** The last failed one. */
+  lastFailure?: AuditResult;
+}
+
+/** The ledger of one node, and its record of the audits it made. */
 export class Ledger {
   readonly #kv: Deno.Kv;
   readonly #entries = new Map<string, LedgerEntry>();
   readonly #early = new Map<string, LeaseEnd>();
+  readonly #audits = new Map<string, AuditRecord>();
 
   private constructor(kv: Deno.Kv) {
     this.#kv = kv;
@@ -281,7 +308,42 @@ export class Ledger {
     for await (const e of kv.list<LedgerEntry>({ prefix: ["grant"] })) {
       l.#entries.set(e.value.id, e.value);
     }
+    for await (const e of kv.list<AuditRecord>({ prefix: ["audit"] })) {
+      l.#audits.set(e.value.provider, e.value);
+    }
     return l;
+  }
+
+  /**
+   * Records an audit this node made.
+   * @param r What it found.
+   */
+  async audited(r: AuditResult): Promise<void> {
+    const had = this.#audits.get(r.provider);
+    const record: AuditRecord = {
+      provider: r.provider,
+      passes: (had?.passes ?? 0) + (r.ok ? 1 : 0),
+      failures: (had?.failures ?? 0) + (r.ok ? 0 : 1),
+      last: r,
+      ...(r.ok ? (had?.lastFailure ? { lastFailure: had.lastFailure } : {}) : { lastFailure: r }),
+    };
+    this.#audits.set(r.provider, record);
+    await this.#kv.set(["audit", r.provider], record);
+  }
+
+  /** What this node's audits found, provider by provider. */
+  audits(): AuditRecord[] {
+    return [...this.#audits.values()];
+  }
+
+  /**
+   * Whether a provider failed an audit of this node's in the last day (it is then not trusted).
+   * @param provider The provider.
+   * @param now Seconds.
+   */
+  distrusts(provider: string, now: number): boolean {
+    const failed = this.#audits.get(provider)?.lastFailure?.at;
+    return failed !== undefined && now - failed < DISTRUST_S;
   }
 
   /**

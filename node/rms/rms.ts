@@ -94,6 +94,8 @@ export interface RmsOptions {
   cataloguePath?: string;
   /** Time between CDN repair rounds, in milliseconds (default 10 s). */
   cdnRepairMs?: number;
+  /** Time between audits of other CDN holders, and how long holders settle first (CdnNode). */
+  cdnAudit?: { everyMs?: number; graceMs?: number };
   /** Whether this node serves a request it is asked (default: every one within fair use). */
   willServe?: ConstructorParameters<typeof Broadcaster>[0]["willServe"];
   /** Time between attempts to fill up to `maxVpns`, in milliseconds (default 5 s). */
@@ -178,6 +180,9 @@ export class Rms {
       catalogue,
       store: o.cdnStore,
       repairMs: o.cdnRepairMs,
+      auditMs: o.cdnAudit?.everyMs,
+      auditGraceMs: o.cdnAudit?.graceMs,
+      onAudit: (r) => ledger.audited(r),
       clock: o.clock,
       log: (o.log ?? discardLogger).child("cdn"),
     });
