@@ -31,6 +31,9 @@ Runs one node agent until interrupted.
   --max-vpns N               management VPNs to hold, 1 to 4 (2)
   --disk BYTES               disk lent to the cloud (1 GiB)
   --cdn BYTES                the part of it that holds CDN content (a quarter of --disk; 0: none)
+  --cpu MILLICORES           CPU lent, 1000 per core (half the cores)
+  --memory BYTES             memory lent (a quarter of the total)
+  --upload BYTES             upload bandwidth lent, bytes per second (as measured against members)
   --tunnel-port N            where consumers reach the volumes this node lends (kept from the
                              first start; any free port then)
   --cfs                      keep a cloud file system: lease eight volumes once in a VPN
@@ -55,6 +58,9 @@ function config(args: string[]) {
       "max-vpns": { type: "string" },
       disk: { type: "string" },
       cdn: { type: "string" },
+      cpu: { type: "string" },
+      memory: { type: "string" },
+      upload: { type: "string" },
       found: { type: "string" },
       "tunnel-port": { type: "string" },
       cfs: { type: "boolean" },
@@ -82,6 +88,9 @@ function config(args: string[]) {
   const maxVpns = int("max-vpns", values["max-vpns"], 2, 1, 4);
   const disk = int("disk", values.disk, 1024 ** 3, 0, Number.MAX_SAFE_INTEGER);
   const cdn = int("cdn", values.cdn, Math.floor(disk / 4), 0, disk);
+  const optional = (name: "cpu" | "memory" | "upload") =>
+    values[name] === undefined ? undefined : int(name, values[name], 0, 0, Number.MAX_SAFE_INTEGER);
+  const [cpu, memory, upload] = [optional("cpu"), optional("memory"), optional("upload")];
   const found = values.found === undefined ? undefined : int("found", values.found, 16, 2, 256);
   const tunnelPort = values["tunnel-port"] === undefined
     ? undefined
@@ -106,6 +115,9 @@ function config(args: string[]) {
     maxVpns,
     disk,
     cdn,
+    cpu,
+    memory,
+    upload,
     found,
     tunnelPort,
     cfs: values.cfs ?? false,
@@ -169,7 +181,13 @@ async function main(args: string[]): Promise<number> {
     allowPrivateAddresses: c.allowPrivate,
     host: c.host,
     reachable: !c.behindNat,
-    contribution: { diskBytes: c.disk, diskPath: c.home },
+    contribution: {
+      diskBytes: c.disk,
+      diskPath: c.home,
+      cpuMillicores: c.cpu,
+      memoryBytes: c.memory,
+      bandwidthBps: c.upload,
+    },
     ledgerPath: `${c.home}/ledger.kv`,
     cataloguePath: `${c.home}/catalogue.kv`,
     cdnStore,

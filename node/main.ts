@@ -172,7 +172,9 @@ function printEntitlement(nodes: NodeReport[]): void {
     console.log(
       `  lends     ${bytes(c.diskBytes)} disk, ${c.cpuMillicores} mCPU, ${
         bytes(c.memoryBytes)
-      } memory (ratio ${c.ratio})`,
+      } memory, ${
+        c.bandwidthBps ? `${bytes(c.bandwidthBps)}/s upload` : "upload not measured yet"
+      } (ratio ${c.ratio})`,
     );
     console.log(
       `  entitled  ${bytes(e.storageBytes)} storage, ${e.cpuMillicores} mCPU, ${

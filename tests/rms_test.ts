@@ -76,6 +76,13 @@ Deno.test("RMS: a dozen nodes join three overlapping VPNs through guest networks
       }
     }
 
+    // Each node measured its upload bandwidth against members, and states it.
+    await until(
+      "every node to measure its bandwidth",
+      () => nodes.every((n) => n.entitlement().contribution.bandwidthBps > 1e6),
+      30_000,
+    );
+
     // A request broadcast on one VPN is answered, also from VPNs it is relayed into.
     const asker = nodes.find((n) => n.maxVpns === 1 && n.memberships().length === 1)!;
     const askerVpn = asker.memberships()[0].vpn;

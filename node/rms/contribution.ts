@@ -76,7 +76,7 @@ export interface ContributionConfig {
   cpuMillicores?: number;
   /** Memory (default: a quarter of the total). */
   memoryBytes?: number;
-  /** Upload bandwidth, bytes per second (default 0: not measured). */
+  /** Upload bandwidth, bytes per second (default: as measured). */
   bandwidthBps?: number;
   /** The cloud's ratio (default 0.4, clamped). */
   ratio?: number;
@@ -85,9 +85,13 @@ export interface ContributionConfig {
 /**
  * Measures the node and bounds what the operator configured by what it has.
  * @param cfg The configuration.
+ * @param bandwidthBps The upload bandwidth measured (`BandwidthProbe`), if it has been.
  * @returns The contribution.
  */
-export async function measureContribution(cfg: ContributionConfig): Promise<Contribution> {
+export async function measureContribution(
+  cfg: ContributionConfig,
+  bandwidthBps?: number,
+): Promise<Contribution> {
   const fs = await statfs(cfg.diskPath);
   const freeDisk = Number(fs.bavail) * Number(fs.bsize);
   const cores = navigator.hardwareConcurrency * 1000;
@@ -97,7 +101,10 @@ export async function measureContribution(cfg: ContributionConfig): Promise<Cont
     diskBytes: Math.max(0, Math.min(cfg.diskBytes, freeDisk)),
     cpuMillicores: Math.max(0, Math.min(cfg.cpuMillicores ?? cores / 2, cores)),
     memoryBytes: Math.max(0, Math.min(cfg.memoryBytes ?? Math.floor(memory / 4), memory)),
-    bandwidthBps: Math.max(0, cfg.bandwidthBps ?? 0),
+    bandwidthBps: Math.max(
+      0,
+      Math.floor(Math.min(cfg.bandwidthBps ?? Infinity, bandwidthBps ?? cfg.bandwidthBps ?? 0)),
+    ),
     ratio: clampRatio(cfg.ratio ?? DEFAULT_RATIO),
   };
 }

@@ -16,3 +16,4 @@ export * from "./releases.ts";
 export * from "./cdn.ts";
 export * from "./cdn_node.ts";
 export * from "./volumes.ts";
+export * from "./probe.ts";

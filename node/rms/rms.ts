@@ -48,6 +48,7 @@ import {
 } from "./contribution.ts";
 import { guardianDecider } from "./guardian.ts";
 import { Ledger, type Totals } from "./ledger.ts";
+import { BandwidthProbe } from "./probe.ts";
 
 /** How long a node that left a VPN on purpose stays out of it (ms). */
 export const REJOIN_AFTER_LEAVE_MS = 3600_000;
@@ -167,6 +168,10 @@ export class Rms {
   readonly #onStop: (() => Promise<void>)[] = [];
   #statement: { jws: string; data: Contribution; at: number };
   #attested?: { jws: string; at: number };
+  readonly #probe: BandwidthProbe;
+  // The last measurement of the upload bandwidth (bytes per second), and when it was made (ms).
+  #bandwidth?: { bps: number; at: number };
+  #measuring = false;
 
   private constructor(
     o: RmsOptions,
@@ -175,6 +180,7 @@ export class Rms {
     statement: { jws: string; data: Contribution; at: number },
   ) {
     this.ledger = ledger;
+    this.#probe = new BandwidthProbe((o.log ?? discardLogger).child("probe"));
     this.cdn = new CdnNode({
       identity: o.identity,
       catalogue,
@@ -237,6 +243,7 @@ export class Rms {
     rms.#timer = setInterval(() => {
       void rms.fill();
       void rms.#refreshStatement();
+      void rms.#measureBandwidth();
     }, o.retryMs ?? 5000);
     return rms;
   }
@@ -264,11 +271,28 @@ export class Rms {
   }
 
   // The statement lives a day: it is measured and signed again every twelve hours.
-  async #refreshStatement(): Promise<void> {
-    if (Date.now() - this.#statement.at < 12 * 3600_000) return;
-    const data = await measureContribution(this.#o.contribution);
+  async #refreshStatement(force = false): Promise<void> {
+    if (!force && Date.now() - this.#statement.at < 12 * 3600_000) return;
+    const data = await measureContribution(this.#o.contribution, this.#bandwidth?.bps);
     const jws = await signContribution(this.#o.identity, data, this.#o.clock);
     this.#statement = { jws, data, at: Date.now() };
+  }
+
+  // Upload bandwidth, measured against members once the node holds a VPN, then every 6 hours; the
+  // statement is signed again with it.
+  async #measureBandwidth(): Promise<void> {
+    if (this.#measuring || this.#stopped || !this.#vpns.size) return;
+    if (this.#bandwidth && Date.now() - this.#bandwidth.at < 6 * 3600_000) return;
+    this.#measuring = true;
+    try {
+      const bps = await this.#probe.measure([...this.#vpns.values()].map((m) => m.node));
+      if (bps === undefined || this.#stopped) return;
+      this.#bandwidth = { bps, at: Date.now() };
+      await this.#refreshStatement(true);
+      this.#log.info("Upload bandwidth measured", { bps });
+    } finally {
+      this.#measuring = false;
+    }
   }
 
   /**
@@ -604,6 +628,7 @@ export class Rms {
     this.#vpns.set(vpn, m);
     await this.broadcaster.attach(node);
     await this.cdn.attach(node);
+    await this.#probe.attach(node);
     await node.setCredential(credential); // announces this node on the roster
     if (this.#o.reachable !== false) await this.#guard(m);
   }
