@@ -55,9 +55,9 @@ if (
 const p90 = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length * 0.9)];
 const ms = (x: number) => `${x.toFixed(1)} ms`;
 const root = new URL("..", import.meta.url).pathname;
-// The agent as shipped runs with these (as `deno task agent` does): a small young generation, and
-// no V8 helper threads, for a node that mostly waits.
-const AGENT_V8_FLAGS = "--max-semi-space-size=1,--single-threaded";
+// The agent as shipped runs with these (as `deno task agent` does): a small young generation, no
+// V8 helper threads, for a node that mostly waits, and `gc()` for after a burst of transfers.
+const AGENT_V8_FLAGS = "--max-semi-space-size=1,--single-threaded,--expose-gc";
 const RELEASE = { v: 1 as const, release: "r.tar.gz", sha256: "ab".repeat(32), length: 1 };
 const releases = catalogFromTargets({
   "r.tar.gz": { length: 1, hashes: { sha256: "ab".repeat(32) } },

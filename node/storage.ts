@@ -7,13 +7,9 @@
  */
 
 import type { Logger, NodeIdentity } from "../protocol/mod.ts";
-import {
-  type CfsUiServer,
-  CloudFileSystem,
-  serveCfsUi,
-  serveWebDav,
-  type WebDavServer,
-} from "./cfs/mod.ts";
+// The file system, its UI and WebDAV are loaded only by a node that keeps one (`startFileSystem`):
+// an agent that only lends volumes does not carry their code (it runs on 100 MB).
+import type { CfsUiServer, CloudFileSystem, WebDavServer } from "./cfs/mod.ts";
 import type { Rms } from "./rms/mod.ts";
 import { loadOrCreate, saveJson } from "./state.ts";
 import { userspaceAttacher, UserspaceVolumes, VolumeProvider } from "./vp/mod.ts";
@@ -104,6 +100,7 @@ export interface RunningFileSystem {
 export async function startFileSystem(
   o: FileSystemOptions,
 ): Promise<RunningFileSystem | undefined> {
+  const { CloudFileSystem, serveCfsUi, serveWebDav } = await import("./cfs/mod.ts");
   const deadline = Date.now() + (o.deadlineMs ?? Infinity);
   let cfs: CloudFileSystem | undefined;
   for (let attempt = 1; !cfs; attempt++) {

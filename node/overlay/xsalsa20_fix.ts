@@ -5,7 +5,11 @@
 // so on at every update, until the memory reaches its maximum (about 64 MiB) and the process dies
 // with "WebAssembly.Memory.grow(): Maximum memory size exceeded" — seen when several connections
 // carry megabyte blocks. The fix refreshes a detached view (`grow(0)` gives the current buffer)
-// before each update, so that the memory grows only when a cipher really needs more.
+// before each update, so that the memory grows only when a cipher really needs more. And it feeds
+// the cipher at most 64 KiB at a time: the memory holds a whole update, and a WebAssembly memory
+// never shrinks, so one large read from a socket would otherwise keep megabytes of an idle node's
+// memory for good. (The cipher carries a partial block over from one update to the next, so the
+// stream is the same in any pieces.)
 import xsalsa20 from "xsalsa20";
 
 interface WasmCipher {
@@ -19,9 +23,13 @@ const proto = Object.getPrototypeOf(probe._xor) as WasmCipher & { truecloudFixed
 if (typeof proto.realloc === "function" && !proto.truecloudFixed) {
   const realloc = proto.realloc;
   const update = proto.update;
+  const PIECE = 64 * 1024;
   proto.update = function (this: WasmCipher, input: Uint8Array, output: Uint8Array): void {
-    if (this._memory.byteLength === 0) realloc.call(this, 0); // grow(0): a fresh view, no growth
-    update.call(this, input, output);
+    for (let at = 0; at < input.length; at += PIECE) {
+      if (this._memory.byteLength === 0) realloc.call(this, 0); // grow(0): a fresh view, no growth
+      const end = Math.min(input.length, at + PIECE);
+      update.call(this, input.subarray(at, end), output.subarray(at, end));
+    }
   };
   proto.truecloudFixed = true;
 }

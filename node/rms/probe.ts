@@ -11,12 +11,14 @@ import { jsonStream, type VpnNode } from "../overlay/mod.ts";
 
 /** The stream protocol of bandwidth probes. */
 export const PROBE_PROTOCOL = "/truecloud/rms/probe/1.0.0";
-/** Bytes a probe sends. */
-export const PROBE_BYTES = 4 * 1024 * 1024;
+/** Bytes a probe sends: enough to time a home uplink, little enough that the buffers it passes
+ * through (which the process keeps once grown: 1 MiB left an idle agent 10 MiB larger) stay small
+ * on a node meant to run in 100 MB. */
+export const PROBE_BYTES = 256 * 1024;
 /** The bounds of a probe's size. */
 export const PROBE_BOUNDS = [64 * 1024, 8 * 1024 * 1024] as const;
 /** The largest frame of probe data. */
-const FRAME = 1024 * 1024;
+const FRAME = 64 * 1024;
 /** How often a member answers the same peer, ms. */
 const PER_PEER_MS = 60_000;
 

@@ -286,6 +286,9 @@ export class Rms {
     this.#measuring = true;
     try {
       const bps = await this.#probe.measure([...this.#vpns.values()].map((m) => m.node));
+      // The megabytes just sent left buffers behind that V8 would keep for a long while on a node
+      // that then idles: collect them now when the agent runs with --expose-gc (as shipped).
+      (globalThis as { gc?: () => void }).gc?.();
       if (bps === undefined || this.#stopped) return;
       this.#bandwidth = { bps, at: Date.now() };
       await this.#refreshStatement(true);
