@@ -76,6 +76,8 @@ export const departureDataSchema = z.strictObject({
   v: z.literal(1),
   vpn: uuidSchema,
   member: nodeIdSchema,
+  /** The `iat` of the newest credential the member holds: those issued until then are void. */
+  until: z.number().int().min(0),
 });
 
 /** A verified departure. */
@@ -84,7 +86,9 @@ export interface Departure {
   jws: string;
   /** The member that left. */
   member: string;
-  /** Time of issue, seconds: it voids the member's credentials issued before. */
+  /** It voids the member's credentials issued at or before this time, seconds. */
+  until: number;
+  /** Time of issue, seconds. */
   issuedAt: number;
   /** Expiry, seconds. */
   expiresAt: number;
@@ -236,15 +240,17 @@ export async function verifyRevocation(
  * Signs this member's departure from a VPN, with its own node key.
  * @param member The member leaving.
  * @param vpn The VPN's UUID.
+ * @param until The time of issue of its newest credential.
  * @param clock Time source.
  * @returns The compact JWS.
  */
 export async function signDeparture(
   member: NodeIdentity,
   vpn: string,
+  until: number,
   clock: Clock = systemClock,
 ): Promise<string> {
-  return await signEnvelope(member, { v: 1, vpn, member: member.nodeId }, {
+  return await signEnvelope(member, { v: 1, vpn, member: member.nodeId, until }, {
     type: DEPARTURE_TYPE,
     audience: vpnAudience(vpn),
     ttlSeconds: MAX_CREDENTIAL_TTL_S,
@@ -281,5 +287,16 @@ export async function verifyDeparture(
       code: "claim_invalid",
     });
   }
-  return { jws: v.jws, member: v.data.member, issuedAt: v.issuedAt, expiresAt: v.expiresAt };
+  if (v.data.until > v.issuedAt + CLOCK_TOLERANCE_S) {
+    throw new SignatureError("A departure cannot void credentials not issued yet", {
+      code: "claim_invalid",
+    });
+  }
+  return {
+    jws: v.jws,
+    member: v.data.member,
+    until: v.data.until,
+    issuedAt: v.issuedAt,
+    expiresAt: v.expiresAt,
+  };
 }

@@ -600,14 +600,14 @@ export class VpnNode {
   #isRevoked(c: Credential): boolean {
     const r = this.#revoked.get(c.data.member);
     const d = this.#departed.get(c.data.member);
-    return (!!r && c.issuedAt <= r.issuedAt) || (!!d && c.issuedAt <= d.issuedAt);
+    return (!!r && c.issuedAt <= r.issuedAt) || (!!d && c.issuedAt <= d.until);
   }
 
   async #applyDeparture(jws: string): Promise<void> {
     const d = await verifyDeparture(jws, this.vpn, this.#clock);
     if (d.member === this.nodeId) return; // this node's own, heard back: it is leaving
     const had = this.#departed.get(d.member);
-    if (had && had.issuedAt >= d.issuedAt) return;
+    if (had && had.until >= d.until) return;
     this.#departed.set(d.member, d);
     const c = this.#roster.get(d.member);
     if (c && this.#isRevoked(c)) {
@@ -622,7 +622,12 @@ export class VpnNode {
    * others take it off their rosters at once; the caller stops the node afterwards.
    */
   async depart(): Promise<void> {
-    const departure = await signDeparture(this.#identity, this.vpn, this.#clock);
+    const departure = await signDeparture(
+      this.#identity,
+      this.vpn,
+      this.#credential.issuedAt,
+      this.#clock,
+    );
     // Members just connected may not have told their subscriptions yet: wait for them, briefly.
     const pubsub = this.libp2p.services.pubsub;
     for (let i = 0; i < 20 && this.verifiedPeers().length; i++) {
@@ -715,7 +720,7 @@ export class VpnNode {
       t: "end",
       revocations: [...this.#revoked.values()].map((r) => r.jws),
       // The newest 64 (about 26 KiB): older ones have long reached the members that were there.
-      departures: [...this.#departed.values()].sort((a, b) => b.issuedAt - a.issuedAt).slice(0, 64)
+      departures: [...this.#departed.values()].sort((a, b) => b.until - a.until).slice(0, 64)
         .map((d) => d.jws),
     });
     return out.slice(-MAX_ROSTER_MESSAGES);

@@ -281,14 +281,16 @@ Deno.test("VpnNode: junk, forged and replayed messages on the members topic chan
     by: a.id.nodeId,
   });
   const foreignCredential = await vpnCredential(await foundVpn(), c.vpn, stranger.nodeId);
-  // Departures that are not cc's own: a stranger's key naming cc, and cc's own for another VPN.
-  const [strangerSays, otherVpn] = await Promise.all([
-    signEnvelope(stranger, { v: 1, vpn: c.vpn, member: cc.id.nodeId }, {
+  // Departures that are not cc's own: a stranger's key naming cc, and cc's own for another VPN;
+  // and cc's own voiding credentials not issued yet.
+  const [strangerSays, otherVpn, ahead] = await Promise.all([
+    signEnvelope(stranger, { v: 1, vpn: c.vpn, member: cc.id.nodeId, until: 0 }, {
       type: "truecloud-vpn-departure+jwt",
       audience: `truecloud:vpn:${c.vpn}`,
       ttlSeconds: 3600,
     }),
-    signDeparture(cc.id, newUuid()),
+    signDeparture(cc.id, newUuid(), cc.node.credential.issuedAt),
+    signDeparture(cc.id, c.vpn, Math.floor(Date.now() / 1000) + 3600),
   ]);
   await fc.assert(
     fc.asyncProperty(
@@ -306,6 +308,7 @@ Deno.test("VpnNode: junk, forged and replayed messages on the members topic chan
           { t: "member", credential: a.node.credential.jws }, // a replay: changes nothing
           { t: "leave", departure: strangerSays }, // only a member may say it leaves
           { t: "leave", departure: otherVpn }, // cc leaving another VPN
+          { t: "leave", departure: ahead }, // voiding the future
         ),
       ),
       async (msg) => {
