@@ -17,9 +17,16 @@ import {
   vpnCredential,
   VpnNode,
 } from "../overlay/mod.ts";
-import { Broadcaster, OFFER_TYPE, REQUEST_TYPE, requestsTopic, RMS_PROTOCOL } from "./broadcast.ts";
+import {
+  Broadcaster,
+  grantsTopic,
+  OFFER_TYPE,
+  REQUEST_TYPE,
+  requestsTopic,
+  RMS_PROTOCOL,
+} from "./broadcast.ts";
 import { RMS_AUDIENCE, signContribution } from "./contribution.ts";
-import { Ledger, nodeAudience, signAck, signGrant } from "./ledger.ts";
+import { Ledger, nodeAudience, signAck, signGrant, signLeaseEnd, verifyAck } from "./ledger.ts";
 
 const GiB = 1024 ** 3;
 const contribution = {
@@ -72,6 +79,24 @@ async function cluster(n = 3) {
       }
     },
   };
+}
+
+/** A grant of 1 GiB for an hour from `consumer` to `provider`, for no request in particular. */
+async function grantOf(consumer: NodeIdentity, provider: NodeIdentity): Promise<string> {
+  return await signGrant(consumer, {
+    v: 1,
+    id: newUuid(),
+    request: newUuid(),
+    offer: newUuid(),
+    provider: provider.nodeId,
+    consumer: consumer.nodeId,
+    kind: "storage",
+    bytes: GiB,
+    cpuMillicores: 0,
+    memoryBytes: 0,
+    leaseSeconds: 3600,
+    contribution: await signContribution(consumer, contribution),
+  });
 }
 
 async function ask(stream: ReturnType<typeof jsonStream>, msg: Record<string, unknown>) {
@@ -180,20 +205,7 @@ Deno.test("Broadcaster: hostile offers and grants on the stream get a refusal co
     location: newUuid(),
     network: newUuid(),
   }, { type: OFFER_TYPE, audience: nodeAudience(b.id.nodeId), ttlSeconds: 600 });
-  const grant = await signGrant(a.id, {
-    v: 1,
-    id: newUuid(),
-    request: newUuid(),
-    offer: newUuid(),
-    provider: b.id.nodeId,
-    consumer: a.id.nodeId,
-    kind: "storage",
-    bytes: GiB,
-    cpuMillicores: 0,
-    memoryBytes: 0,
-    leaseSeconds: 3600,
-    contribution: await signContribution(a.id, contribution),
-  });
+  const grant = await grantOf(a.id, b.id);
   // A grant b acknowledged once, for another consumer, sent again: b made no such offer now.
   const ack = await signAck(b.id, grant, 3600);
   await fc.assert(
@@ -326,4 +338,72 @@ Deno.test("VpnNode: junk, forged and replayed messages on the members topic chan
     assert.equal(m.node.isDenied(cc.id.nodeId), false);
   }
   assert.ok(b.node.isVerified(cc.id.nodeId) || cc.node.isVerified(b.id.nodeId));
+});
+
+Deno.test("Broadcaster: forged, foreign and replayed leases and lease ends on the grants topic change no ledger", async () => {
+  await using c = await cluster();
+  const [a, b, cc] = c.members;
+  const publish = (msg: unknown) =>
+    a.node.libp2p.services.pubsub.publish(
+      grantsTopic(c.vpn),
+      new TextEncoder().encode(JSON.stringify(msg)),
+    );
+  const stranger = await NodeIdentity.generate();
+  // A genuine lease: a's grant, acknowledged by b.
+  const grant = await grantOf(a.id, b.id);
+  const lease = await signAck(b.id, grant, 3600);
+  const { id } = await verifyAck(lease);
+  const end = (by: NodeIdentity, reason: "released" | "withdrawn" = "released") =>
+    signLeaseEnd(by, {
+      v: 1,
+      lease: id,
+      provider: b.id.nodeId,
+      consumer: a.id.nodeId,
+      at: Math.floor(Date.now() / 1000),
+      reason,
+    });
+  const [strangerAck, strangerEnd, foreignEnd] = await Promise.all([
+    signAck(stranger, grant, 3600), // a grant addressed to b, acknowledged by someone else
+    end(stranger), // a lease end signed by neither party
+    signLeaseEnd(stranger, { // a lease end between other parties, for the same lease id
+      v: 1,
+      lease: id,
+      provider: stranger.nodeId,
+      consumer: a.id.nodeId,
+      at: 0,
+      reason: "withdrawn",
+    }),
+  ]);
+  await publish({ t: "grant", ack: lease });
+  await until("b and c to record the lease", () => [b, cc].every((m) => m.ledger.get(id)));
+  await fc.assert(
+    fc.asyncProperty(
+      fc.oneof(
+        fc.jsonValue({ maxDepth: 2 }),
+        fc.record({ t: fc.constantFrom("grant", "end"), ack: fc.string(), end: fc.string() }),
+        fc.constantFrom(
+          { t: "grant", ack: strangerAck },
+          { t: "end", end: strangerEnd },
+          { t: "end", end: foreignEnd },
+          { t: "grant", ack: lease }, // a replay: recorded once
+          { t: "grant", ack: grant }, // a grant is not a lease
+        ),
+      ),
+      async (msg) => {
+        await publish(msg).catch(() => {});
+      },
+    ),
+    { numRuns: 40 },
+  );
+  await new Promise((r) => setTimeout(r, 300));
+  for (const m of [b, cc]) {
+    assert.deepEqual(m.ledger.entries().map((e) => e.id), [id]);
+    assert.equal(m.ledger.get(id)!.ended, undefined, "still in force");
+  }
+  // The consumer's own lease end is taken.
+  await publish({ t: "end", end: await end(a.id) });
+  await until(
+    "the lease to end",
+    () => [b, cc].every((m) => m.ledger.get(id)!.ended === "released"),
+  );
 });
