@@ -127,9 +127,9 @@ function printStatus(nodes: NodeReport[]): void {
         n.stopped ? "stopped  " : ""
       }vpns ${n.vpns.length}/${n.maxVpns}  peers ${String(peers).padStart(2)}  storage ${
         bytes(e.use.storageBytes)
-      } used of ${bytes(e.entitlement.storageBytes)} entitled, ${
-        bytes(e.given.storageBytes)
-      } given`,
+      } used of ${bytes(e.allowance.storageBytes)} allowed (${
+        bytes(e.entitlement.storageBytes)
+      } entitled, × 8/5 raw), ${bytes(e.given.storageBytes)} given`,
     );
   }
 }
@@ -182,9 +182,9 @@ function printEntitlement(nodes: NodeReport[]): void {
       } memory`,
     );
     console.log(
-      `  uses      ${bytes(use.storageBytes)} storage, ${use.cpuMillicores} mCPU, ${
-        bytes(use.memoryBytes)
-      } memory`,
+      `  uses      ${bytes(use.storageBytes)} storage (of ${
+        bytes(n.entitlement.allowance.storageBytes)
+      } allowed: raw, × 8/5), ${use.cpuMillicores} mCPU, ${bytes(use.memoryBytes)} memory`,
     );
     console.log(
       `  gives     ${bytes(given.storageBytes)} storage, ${given.cpuMillicores} mCPU, ${

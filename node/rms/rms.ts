@@ -36,7 +36,7 @@ import {
   verifyAttestation,
 } from "./attestation.ts";
 import { type BlockStore, Catalogue, type CID } from "../../cdn/mod.ts";
-import { Broadcaster } from "./broadcast.ts";
+import { allowance, Broadcaster } from "./broadcast.ts";
 import { CdnNode } from "./cdn_node.ts";
 import {
   type Contribution,
@@ -138,6 +138,8 @@ export interface VpnStatus {
 export interface EntitlementStatus {
   contribution: Contribution;
   entitlement: Entitlement;
+  /** What it may hold in grants: storage counted raw, × 8/5 for a pool's parity. */
+  allowance: Entitlement;
   use: Totals;
   given: Totals;
   /** Bytes of the lent disk held for the cloud outside grants (the CDN store). */
@@ -255,6 +257,7 @@ export class Rms {
     return {
       contribution: c,
       entitlement: entitlementOf(c),
+      allowance: allowance(c),
       use: this.ledger.use(this.nodeId, now),
       given: this.ledger.given(this.nodeId, now),
       held: this.#o.held?.() ?? 0,
