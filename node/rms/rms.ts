@@ -172,7 +172,7 @@ export class Rms {
   #attested?: { jws: string; at: number };
   readonly #probe: BandwidthProbe;
   // The last measurement of the upload bandwidth (bytes per second), and when it was made (ms).
-  #bandwidth?: { bps: number; at: number };
+  #bandwidth?: { bps: number; at: number; count: number };
   #measuring = false;
 
   private constructor(
@@ -281,11 +281,13 @@ export class Rms {
     this.#statement = { jws, data, at: Date.now() };
   }
 
-  // Upload bandwidth, measured against members once the node holds a VPN, then every 6 hours; the
-  // statement is signed again with it.
+  // Upload bandwidth, measured against members once the node holds a VPN, again 10 minutes later
+  // (the first one often comes while the node is busy joining), then every 6 hours; the statement
+  // is signed again with it.
   async #measureBandwidth(): Promise<void> {
     if (this.#measuring || this.#stopped || !this.#vpns.size) return;
-    if (this.#bandwidth && Date.now() - this.#bandwidth.at < 6 * 3600_000) return;
+    const b = this.#bandwidth;
+    if (b && Date.now() - b.at < (b.count === 1 ? 600_000 : 6 * 3600_000)) return;
     this.#measuring = true;
     try {
       const bps = await this.#probe.measure([...this.#vpns.values()].map((m) => m.node));
@@ -293,7 +295,7 @@ export class Rms {
       // that then idles: collect them now when the agent runs with --expose-gc (as shipped).
       (globalThis as { gc?: () => void }).gc?.();
       if (bps === undefined || this.#stopped) return;
-      this.#bandwidth = { bps, at: Date.now() };
+      this.#bandwidth = { bps, at: Date.now(), count: (b?.count ?? 0) + 1 };
       await this.#refreshStatement(true);
       this.#log.info("Upload bandwidth measured", { bps });
     } finally {
