@@ -125,7 +125,7 @@ export class VpnNode {
   readonly #pending = new Map<Connection, number>();
   readonly #roster = new Map<string, Credential>();
   readonly #revoked = new Map<string, Revocation>();
-  // Members that said they left, by member: their credentials issued before are void.
+  // Members that said they left, by member: their credentials issued until `until` are void.
   readonly #departed = new Map<string, Departure>();
   // Where members say they can be reached now (relay addresses of members behind NAT, say).
   readonly #addrs = new Map<string, string[]>();

@@ -174,6 +174,7 @@ export class Rms {
   // The last measurement of the upload bandwidth (bytes per second), and when it was made (ms).
   #bandwidth?: { bps: number; at: number; count: number };
   #measuring = false;
+  #measureTried = 0; // when a measurement last found no member to answer (ms)
 
   private constructor(
     o: RmsOptions,
@@ -288,13 +289,18 @@ export class Rms {
     if (this.#measuring || this.#stopped || !this.#vpns.size) return;
     const b = this.#bandwidth;
     if (b && Date.now() - b.at < (b.count === 1 ? 600_000 : 6 * 3600_000)) return;
+    if (Date.now() - this.#measureTried < 60_000) return;
     this.#measuring = true;
     try {
       const bps = await this.#probe.measure([...this.#vpns.values()].map((m) => m.node));
-      // The megabytes just sent left buffers behind that V8 would keep for a long while on a node
-      // that then idles: collect them now when the agent runs with --expose-gc (as shipped).
+      if (bps === undefined) {
+        this.#measureTried = Date.now();
+        return;
+      }
+      // The data just sent left buffers behind that V8 would keep for a long while on a node that
+      // then idles: collect them now when the agent runs with --expose-gc (as shipped).
       (globalThis as { gc?: () => void }).gc?.();
-      if (bps === undefined || this.#stopped) return;
+      if (this.#stopped) return;
       this.#bandwidth = { bps, at: Date.now(), count: (b?.count ?? 0) + 1 };
       await this.#refreshStatement(true);
       this.#log.info("Upload bandwidth measured", { bps });
