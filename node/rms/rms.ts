@@ -174,7 +174,7 @@ export class Rms {
   // The last measurement of the upload bandwidth (bytes per second), and when it was made (ms).
   #bandwidth?: { bps: number; at: number; count: number };
   #measuring = false;
-  #measureTried = 0; // when a measurement last found no member to answer (ms)
+  #measureTried = 0; // when a measurement last found no member to answer (ms): 15 s till the next
 
   private constructor(
     o: RmsOptions,
@@ -289,7 +289,7 @@ export class Rms {
     if (this.#measuring || this.#stopped || !this.#vpns.size) return;
     const b = this.#bandwidth;
     if (b && Date.now() - b.at < (b.count === 1 ? 600_000 : 6 * 3600_000)) return;
-    if (Date.now() - this.#measureTried < 60_000) return;
+    if (Date.now() - this.#measureTried < 15_000) return;
     this.#measuring = true;
     try {
       const bps = await this.#probe.measure([...this.#vpns.values()].map((m) => m.node));
