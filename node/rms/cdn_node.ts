@@ -73,11 +73,6 @@ export interface CdnNodeOptions {
   scrubMs?: number;
   /** Time between audits of other holders, in milliseconds (default a minute). */
   auditMs?: number;
-  /**
-   * How long the live holders must stay the same before a holder that says it lacks a block placed
-   * on it fails an audit, in milliseconds (default 10 minutes: it may still be pulling it).
-   */
-  auditGraceMs?: number;
   /** Where audit results go (the ledger). */
   onAudit?: (r: AuditResult) => Promise<void>;
   /** Time source. */
@@ -122,9 +117,6 @@ export class CdnNode {
   #syncing?: Promise<void>;
   #soon?: ReturnType<typeof setTimeout>;
   #repairingSince?: number;
-  // The live holders as last seen by an audit, and since when (ms).
-  #liveKey = "";
-  #liveSince = 0;
 
   /** @param o Settings. */
   constructor(o: CdnNodeOptions) {
@@ -495,15 +487,14 @@ export class CdnNode {
    * One audit (`docs/protocol/entitlement.md`, "Audits"): a random block of an object this node
    * holds whole, challenged at another node that placement gives the object to.
    * @returns What it found; undefined when there was nothing to audit, the holder could not be
-   * reached, or it lacks the block while the holders are still settling.
+   * reached, or it says it does not have the block (not a failure: in its own view of the live
+   * holders placement may give the object to others, as when a cloud has split).
    */
   async audit(): Promise<AuditResult | undefined> {
     const store = this.#o.store;
     if (!store || this.#stopped || !this.#viewComplete()) return undefined;
     const live = this.liveHolders();
     const now = this.#clock.now();
-    const key = [...live].sort().join();
-    if (key !== this.#liveKey) [this.#liveKey, this.#liveSince] = [key, now];
     const shuffled = <T>(a: T[]) => a.sort(() => Math.random() - 0.5);
     for (const object of shuffled([...this.#whole])) {
       const others = holders(object, live, this.#o.k ?? 3).filter((h) => h !== this.nodeId);
@@ -514,16 +505,15 @@ export class CdnNode {
         if (!node) continue;
         const { cid, bytes } = await randomBlock(store, parseCid(object));
         const r = await this.exchange.audit(node, peer, cid, bytes).catch(() => undefined);
-        if (!r) return undefined; // out of reach: liveness is the holder statements' business
-        const settled = now - this.#liveSince >= (this.#o.auditGraceMs ?? 600_000);
-        if (r.missing && !settled) return undefined;
+        // Out of reach: liveness is the holder statements' business.
+        if (!r || r.missing) return undefined;
         const what = `block ${cid} of ${object}`;
         const result: AuditResult = {
           provider: peer,
           kind: "cdn",
           ok: r.holds,
           at: Math.floor(now / 1000),
-          detail: r.holds ? what : `${what}: ${r.missing ? "missing" : "wrong proof"}`,
+          detail: r.holds ? what : `${what}: a wrong proof`,
         };
         if (!r.holds) this.#log.warn("A holder failed an audit", { ...result });
         await this.#o.onAudit?.(result);

@@ -95,8 +95,8 @@ export interface RmsOptions {
   cataloguePath?: string;
   /** Time between CDN repair rounds, in milliseconds (default 10 s). */
   cdnRepairMs?: number;
-  /** Time between audits of other CDN holders, and how long holders settle first (CdnNode). */
-  cdnAudit?: { everyMs?: number; graceMs?: number };
+  /** Time between audits of other CDN holders, in milliseconds (default a minute). */
+  cdnAuditMs?: number;
   /** Whether this node serves a request it is asked (default: every one within fair use). */
   willServe?: ConstructorParameters<typeof Broadcaster>[0]["willServe"];
   /** Time between attempts to fill up to `maxVpns`, in milliseconds (default 5 s). */
@@ -189,8 +189,7 @@ export class Rms {
       catalogue,
       store: o.cdnStore,
       repairMs: o.cdnRepairMs,
-      auditMs: o.cdnAudit?.everyMs,
-      auditGraceMs: o.cdnAudit?.graceMs,
+      auditMs: o.cdnAuditMs,
       onAudit: (r) => ledger.audited(r),
       clock: o.clock,
       log: (o.log ?? discardLogger).child("cdn"),
