@@ -34,3 +34,20 @@ export async function until(
     await new Promise((r) => setTimeout(r, 25));
   }
 }
+
+/**
+ * Deterministic pseudo-random bytes (xorshift32), the same for the same seed on every run.
+ * @param n How many.
+ * @param seed Any number.
+ */
+export function seededBytes(n: number, seed: number): Uint8Array {
+  const out = new Uint8Array(n);
+  let x = (seed * 2654435761) >>> 0 || 1;
+  for (let i = 0; i < n; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    out[i] = x & 0xff;
+  }
+  return out;
+}

@@ -2,6 +2,7 @@
 // lost and brought back, and blocks corrupted, never more than three shards of a stripe bad at
 // once. With four members gone, a read returns the right bytes or fails with data_lost.
 import assert from "node:assert/strict";
+import { seededBytes } from "../../protocol/_test_tools.ts";
 import fc from "fast-check";
 import { type BlockRead, MemoryBlockDevice, TAG_BYTES } from "../drivers/mod.ts";
 import { WasmCoder } from "./erasure/mod.ts";
@@ -77,17 +78,7 @@ const op: fc.Arbitrary<Op> = fc.oneof(
   },
 );
 
-function bytes(n: number, seed: number): Uint8Array {
-  const out = new Uint8Array(n);
-  let x = (seed * 2654435761) >>> 0 || 1;
-  for (let i = 0; i < n; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    out[i] = x & 0xff;
-  }
-  return out;
-}
+const bytes = seededBytes;
 
 function same(actual: Uint8Array, expected: Uint8Array, what: string): void {
   assert.equal(actual.length, expected.length, what);

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { seededBytes } from "../../protocol/_test_tools.ts";
 import { ConflictError, fromHex, toHex, ValidationError } from "../../protocol/mod.ts";
 import {
   type BlockDevice,
@@ -105,18 +106,7 @@ function openWithout(devices: BlockDevice[], lost: number[], extra: Partial<Pool
   return Pool.open(options(devices.map((d, i) => lost.includes(i) ? undefined : d), extra));
 }
 
-/** Deterministic pseudo-random bytes. */
-function bytes(n: number, seed: number): Uint8Array {
-  const out = new Uint8Array(n);
-  let x = (seed * 2654435761) >>> 0 || 1;
-  for (let i = 0; i < n; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    out[i] = x & 0xff;
-  }
-  return out;
-}
+const bytes = seededBytes;
 
 function combinations(from: number[], k: number): number[][] {
   if (k === 0) return [[]];

@@ -6,6 +6,8 @@
  * @module
  */
 
+import assert from "node:assert/strict";
+import { DeviceError } from "../drivers/mod.ts";
 import { BlockClient, type BlockClientOptions } from "./block_client.ts";
 import { BlockServer } from "./block_server.ts";
 import { VolumeStore } from "./store.ts";
@@ -112,4 +114,21 @@ export function testBlocks(
   for (let i = 0; i < data.length; i++) data[i] = (i * 7 + seed * 13 + (i >> 12)) & 0xff;
   for (let i = 0; i < tags.length; i++) tags[i] = ((i * 3 + seed) & 0xff) | 1;
   return { data, tags };
+}
+
+/**
+ * Asserts that a device call fails with a DeviceError of this code.
+ * @param p The call.
+ * @param code The code.
+ * @returns The error.
+ */
+export async function rejectsDevice(p: Promise<unknown>, code: string): Promise<DeviceError> {
+  try {
+    await p;
+  } catch (err) {
+    assert.ok(err instanceof DeviceError, `expected a DeviceError, got ${err}`);
+    assert.equal(err.code, code, err.message);
+    return err;
+  }
+  assert.fail(`expected ${code}`);
 }

@@ -5,20 +5,9 @@ import { type TrueCloudError, ValidationError } from "../../protocol/mod.ts";
 import { DeviceError, TAG_BYTES } from "../drivers/mod.ts";
 import { BlockClient } from "./block_client.ts";
 import { VOLUME_RECORD_BYTES } from "./store.ts";
-import { setupVolume, testBlocks } from "./_test_setup.ts";
+import { rejectsDevice, setupVolume, testBlocks } from "./_test_setup.ts";
 import { connectTunnel, generateTunnelKeys, type Tunnel } from "./tunnel.ts";
 import { crcOf, decodeResponse, encodeRequest, MAX_REQUEST_BYTES, Op, Status } from "./_wire.ts";
-
-async function rejectsDevice(p: Promise<unknown>, code: string): Promise<DeviceError> {
-  try {
-    await p;
-  } catch (err) {
-    assert.ok(err instanceof DeviceError, `expected a DeviceError, got ${err}`);
-    assert.equal(err.code, code, err.message);
-    return err;
-  }
-  assert.fail(`expected ${code}`);
-}
 
 async function until(f: () => boolean, ms: number): Promise<void> {
   const end = performance.now() + ms;

@@ -6,8 +6,9 @@ import {
   TrueCloudError,
   ValidationError,
 } from "../../protocol/mod.ts";
-import { DeviceError, TAG_BYTES } from "../drivers/mod.ts";
+import { TAG_BYTES } from "../drivers/mod.ts";
 import { VOLUME_RECORD_BYTES, volumeFootprint, VolumeStore } from "./store.ts";
+import { rejectsDevice } from "./_test_setup.ts";
 
 const BS = 4096;
 
@@ -32,17 +33,6 @@ function blocks(count: number, seed: number, bs = BS): { data: Uint8Array; tags:
   for (let i = 0; i < data.length; i++) data[i] = (i * 7 + seed * 13 + (i >> 12)) & 0xff;
   for (let i = 0; i < tags.length; i++) tags[i] = (i * 3 + seed) & 0xff | 1;
   return { data, tags };
-}
-
-async function rejectsDevice(p: Promise<unknown>, code: string): Promise<DeviceError> {
-  try {
-    await p;
-  } catch (err) {
-    assert.ok(err instanceof DeviceError, `expected a DeviceError, got ${err}`);
-    assert.equal(err.code, code, err.message);
-    return err;
-  }
-  assert.fail(`expected ${code}`);
 }
 
 async function files(dir: string): Promise<string[]> {
