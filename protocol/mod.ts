@@ -14,3 +14,4 @@ export * from "./schema.ts";
 export * from "./uuid.ts";
 export * from "./http.ts";
 export * from "./bytes.ts";
+export * from "./random.ts";

@@ -34,6 +34,7 @@ import {
   type Logger,
   type NodeIdentity,
   NotFoundError,
+  shuffled,
   signEnvelope,
   systemClock,
   TrueCloudError,
@@ -495,7 +496,6 @@ export class CdnNode {
     if (!store || this.#stopped || !this.#viewComplete()) return undefined;
     const live = this.liveHolders();
     const now = this.#clock.now();
-    const shuffled = <T>(a: T[]) => a.sort(() => Math.random() - 0.5);
     for (const object of shuffled([...this.#whole])) {
       const others = holders(object, live, this.#o.k ?? 3).filter((h) => h !== this.nodeId);
       for (const peer of shuffled(others)) {

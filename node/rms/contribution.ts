@@ -96,15 +96,16 @@ export async function measureContribution(
   const freeDisk = Number(fs.bavail) * Number(fs.bsize);
   const cores = navigator.hardwareConcurrency * 1000;
   const memory = Deno.systemMemoryInfo().total;
+  // As measured, capped by what the operator lends; as configured (or 0) until measured.
+  const upload = bandwidthBps === undefined
+    ? cfg.bandwidthBps ?? 0
+    : Math.min(bandwidthBps, cfg.bandwidthBps ?? bandwidthBps);
   return {
     v: 1,
     diskBytes: Math.max(0, Math.min(cfg.diskBytes, freeDisk)),
     cpuMillicores: Math.max(0, Math.min(cfg.cpuMillicores ?? cores / 2, cores)),
     memoryBytes: Math.max(0, Math.min(cfg.memoryBytes ?? Math.floor(memory / 4), memory)),
-    bandwidthBps: Math.max(
-      0,
-      Math.floor(Math.min(cfg.bandwidthBps ?? Infinity, bandwidthBps ?? cfg.bandwidthBps ?? 0)),
-    ),
+    bandwidthBps: Math.max(0, Math.floor(upload)),
     ratio: clampRatio(cfg.ratio ?? DEFAULT_RATIO),
   };
 }

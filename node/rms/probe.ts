@@ -6,7 +6,7 @@
  */
 
 import type { Connection, Stream } from "@libp2p/interface";
-import { discardLogger, type Logger, TrueCloudError } from "../../protocol/mod.ts";
+import { discardLogger, type Logger, shuffled, TrueCloudError } from "../../protocol/mod.ts";
 import { jsonStream, type VpnNode } from "../overlay/mod.ts";
 
 /** The stream protocol of bandwidth probes. */
@@ -125,8 +125,9 @@ export class BandwidthProbe {
    * @returns Bytes per second, or undefined when no member answered.
    */
   async measure(nodes: VpnNode[]): Promise<number | undefined> {
-    const peers = nodes.flatMap((node) => node.verifiedPeers().map((peer) => ({ node, peer })))
-      .sort(() => Math.random() - 0.5);
+    const peers = shuffled(
+      nodes.flatMap((node) => node.verifiedPeers().map((peer) => ({ node, peer }))),
+    );
     const seen = new Set<string>();
     let best: number | undefined;
     let tried = 0;

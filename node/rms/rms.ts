@@ -14,6 +14,7 @@ import {
   discardLogger,
   type Logger,
   NodeIdentity,
+  shuffled,
   systemClock,
   toHex,
   TrueCloudError,
@@ -49,6 +50,15 @@ import {
 import { guardianDecider } from "./guardian.ts";
 import { Ledger, type Totals } from "./ledger.ts";
 import { BandwidthProbe } from "./probe.ts";
+
+/**
+ * After a burst of traffic (joining, a bandwidth probe), collects what it left behind: V8 would keep
+ * those buffers for long on a node that then idles. Only when the agent runs with `--expose-gc`, as
+ * shipped (a node meant to run in 100 MB).
+ */
+function collectAfterBurst(): void {
+  (globalThis as { gc?: () => void }).gc?.();
+}
 
 /** How long a node that left a VPN on purpose stays out of it (ms). */
 export const REJOIN_AFTER_LEAVE_MS = 3600_000;
@@ -296,9 +306,7 @@ export class Rms {
         this.#measureTried = Date.now();
         return;
       }
-      // The data just sent left buffers behind that V8 would keep for a long while on a node that
-      // then idles: collect them now when the agent runs with --expose-gc (as shipped).
-      (globalThis as { gc?: () => void }).gc?.();
+      collectAfterBurst();
       if (this.#stopped) return;
       this.#bandwidth = { bps, at: Date.now(), count: (b?.count ?? 0) + 1 };
       await this.#refreshStatement(true);
@@ -515,11 +523,12 @@ export class Rms {
       return 0;
     }
     const now = Date.now();
-    const candidates = records
-      .filter((r) => !this.#holds(r.data.vpn) && r.guardian !== this.nodeId)
-      .filter((r) => (this.#left.get(r.data.vpn) ?? 0) < now)
-      .filter((r) => now - (this.#tried.get(`${r.data.vpn}/${r.guardian}`) ?? 0) > 30_000)
-      .sort(() => Math.random() - 0.5);
+    const candidates = shuffled(
+      records
+        .filter((r) => !this.#holds(r.data.vpn) && r.guardian !== this.nodeId)
+        .filter((r) => (this.#left.get(r.data.vpn) ?? 0) < now)
+        .filter((r) => now - (this.#tried.get(`${r.data.vpn}/${r.guardian}`) ?? 0) > 30_000),
+    );
     for (const r of candidates) {
       if (this.#stopped || this.#held() >= this.maxVpns) break;
       if (this.#holds(r.data.vpn)) continue;
@@ -571,8 +580,7 @@ export class Rms {
     const a = outcome.admission;
     await this.#enter(vpn, a.secret, a.credential, a.members.flatMap((m) => m.addrs), port);
     this.#log.info("Joined VPN", { vpn, guardian });
-    // Joining leaves buffers behind that an idle node would keep for long (see #measureBandwidth).
-    (globalThis as { gc?: () => void }).gc?.();
+    collectAfterBurst();
     return true;
   }
 
